@@ -1,0 +1,171 @@
+"""The command line: ``python -m rladder_nb COMMAND ...`` (also installed as ``rladder-nb``).
+
+Commands
+--------
+train EXPERIMENT --model M [--scale S] [--seed N] [--record] [--checkpoint PATH]
+    Train one run (resumable through --checkpoint); --record writes it into the zoo.
+reproduce EXPERIMENT [--scale S] [--seeds 0 1 ...]
+    Print the experiment's table: every model, from the zoo where recorded, else trained now.
+evaluate [EXPERIMENT]
+    Re-evaluate recorded zoo entries and compare with their recorded metrics.
+zoo
+    List the recorded runs.
+build-book [--scale S]
+    Build the rendered book with every chapter executed at that scale.
+export-notebooks OUTDIR [--kind student|instructor|both] [--chapters PATTERN ...]
+    Write student (solutions blanked) and/or instructor notebooks of the chapters.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+
+from . import settings
+
+
+def _cmd_train(args):
+    from . import zoo
+
+    net, entry = zoo.train(args.experiment, args.model, args.scale, args.seed, args.dataset,
+                           progress=not args.quiet, checkpoint_path=args.checkpoint)
+    print(json.dumps({k: entry[k] for k in ("experiment", "model", "scale", "seed", "metrics", "wall_time_s")},
+                     indent=2))
+    if args.record:
+        command = "python -m rladder_nb " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--quiet")
+        name = zoo.record(net, entry, command)
+        print(f"recorded zoo entry {name}")
+    return 0
+
+
+def _fmt(v):
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _cmd_reproduce(args):
+    from . import zoo
+    from .experiments import get_experiment
+
+    exp = get_experiment(args.experiment)
+    scale = settings.get_scale(args.scale)
+    rows = []
+    for model in exp.MODELS:
+        for seed in args.seeds:
+            _, entry = zoo.load_or_train(args.experiment, model, scale, seed, args.dataset, progress=not args.quiet)
+            rows.append((model, seed, entry["metrics"]))
+    print(f"{args.experiment} at scale {scale}:")
+    for model, seed, metrics in rows:
+        print(f"  {model:32s} seed {seed}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+    return 0
+
+
+def compare_metrics(recorded: dict, measured: dict, rtol: float = 1e-3, atol: float = 1e-6) -> list[str]:
+    """The names of metrics whose re-evaluated value differs from the recorded one."""
+    bad = []
+    for key, want in recorded.items():
+        got = measured.get(key)
+        wants, gots = (want, got) if isinstance(want, list) else ([want], [got])
+        if got is None or len(wants) != len(gots) or not all(
+                isinstance(g, (int, float)) and math.isclose(g, w, rel_tol=rtol, abs_tol=atol)
+                for w, g in zip(wants, gots)):
+            bad.append(f"{key}: recorded {want}, measured {got}")
+    return bad
+
+
+def _cmd_evaluate(args):
+    from . import zoo
+    from .experiments import get_experiment
+
+    entries = zoo.find_entries(experiment=args.experiment)
+    failures = 0
+    for name, entry in entries.items():
+        net, _ = zoo.load(name)
+        exp = get_experiment(entry["experiment"])
+        measured = exp.evaluate(entry["model"], net, entry["config"], entry["seed"])
+        bad = compare_metrics(entry["metrics"], measured)
+        failures += bool(bad)
+        print(f"{'FAIL' if bad else 'ok  '} {name}" + ("".join(f"\n     {b}" for b in bad)))
+    if not entries:
+        print("no zoo entries" + (f" for {args.experiment}" if args.experiment else ""))
+    return 1 if failures else 0
+
+
+def _cmd_zoo(args):
+    from . import zoo
+
+    for name, entry in zoo.load_manifest().items():
+        headline = {k: v for k, v in entry["metrics"].items() if not isinstance(v, list)}
+        print(f"{name:60s} {entry['wall_time_s']:8.0f} s  " + ", ".join(f"{k}={_fmt(v)}" for k, v in headline.items()))
+    return 0
+
+
+def _cmd_build_book(args):
+    from .bookbuild import build
+
+    return build(args.scale)
+
+
+def _cmd_export_notebooks(args):
+    from . import course
+
+    for path in course.export(args.outdir, kind=args.kind, chapters=args.chapters):
+        print(path)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rladder_nb", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run")
+    p.add_argument("experiment")
+    p.add_argument("--model", required=True)
+    p.add_argument("--scale", default=None, help="smoke, book or paper (default: $RLADDER_NB_SCALE or book)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--checkpoint", default=None, help="resumable checkpoint file for this run")
+    p.add_argument("--record", action="store_true", help="write the result into the zoo")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("reproduce", help="print an experiment's table")
+    p.add_argument("experiment")
+    p.add_argument("--scale", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("evaluate", help="re-evaluate zoo entries")
+    p.add_argument("experiment", nargs="?", default=None)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("zoo", help="list zoo entries")
+    p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser("build-book", help="build the rendered book")
+    p.add_argument("--scale", default=None)
+    p.set_defaults(func=_cmd_build_book)
+
+    p = sub.add_parser("export-notebooks", help="write student / instructor notebooks")
+    p.add_argument("outdir")
+    p.add_argument("--kind", choices=("student", "instructor", "both"), default="student")
+    p.add_argument("--chapters", nargs="+", default=None, metavar="PATTERN",
+                   help="chapter files or patterns such as 'book/part1/*' (default: every chapter)")
+    p.set_defaults(func=_cmd_export_notebooks)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

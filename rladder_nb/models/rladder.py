@@ -1,0 +1,238 @@
+"""The Recurrent Ladder network (Prémont-Schwarz et al. 2017): one module, every ablation a switch.
+
+Introduced in *From message passing to the RLadder* (``book/part1/04_from_message_passing_to_rladder.md``);
+its convolutional form returns in the Occluded Moving MNIST chapters.
+
+At every time step (or inference iteration) ``t`` and layer ``l = 1..L`` (``l = 0`` is the input):
+
+* **encoder** (stateful, bottom-up): ``e_l(t), s_l(t) = f_l(up(e_{l-1}(t)), d_l(t-1), s_l(t-1))`` — an
+  LSTM/GRU cell, convolutional where the layer is spatial; ``e_0(t)`` is the observation ``x(t)``.
+* **decoder** (stateless, top-down): ``d_l(t) = g_l(e_l(t), down(d_{l+1}(t)))`` — an elementwise Ladder
+  combinator of the lateral input ``e_l`` and the top-down input; at the top the top-down input is a
+  linear map of ``e_L`` itself, at the bottom ``d_0(t)`` is the low-level output (a denoised input or the
+  prediction of the next frame).
+* **decoder-to-encoder** links: ``d_l(t-1)`` is an input of the encoder cell at ``t`` (the paper's green
+  arrows). ``decoder_to_encoder=False`` removes exactly these; ``decoder=False`` removes the decoder (the
+  paper's "hierarchical RNN").
+* **high-level task**: a linear classifier on the top encoder output (spatially averaged if convolutional).
+
+Layers are given as a list of :func:`dense` / :func:`conv` specs; between convolutional layers the
+bottom-up map is a (strided) convolution and the top-down map a transposed convolution, between a
+convolutional and a dense layer a flatten + linear map. Tensors are ``(B, T, *shape)`` with shape
+``(D,)`` or ``(C, H, W)``. The sizes, cells and combinators are our reconstruction: the paper's appendix
+with its exact architectures is not available.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..training import register_model
+from .cells import COMBINATORS, make_combinator, make_encoder_cell
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One RLadder layer: ``kind`` 'dense' (``size`` units) or 'conv' (``size`` channels)."""
+
+    kind: str
+    size: int
+    stride: int = 1
+    kernel_size: int | tuple = 3
+
+    def __post_init__(self):
+        if self.kind not in ("dense", "conv"):
+            raise ValueError(f"layer kind must be 'dense' or 'conv', got {self.kind!r}")
+        if not isinstance(self.size, int) or self.size < 1:
+            raise ValueError(f"layer size must be a positive integer, got {self.size!r}")
+
+
+def dense(size: int) -> Layer:
+    """A fully-connected recurrent layer of ``size`` units."""
+    return Layer("dense", size)
+
+
+def conv(channels: int, stride: int = 1, kernel_size=3) -> Layer:
+    """A convolutional recurrent layer of ``channels`` channels, reached by a conv of ``stride``."""
+    return Layer("conv", channels, stride, kernel_size)
+
+
+def _as_layer(spec) -> Layer:
+    if isinstance(spec, Layer):
+        return spec
+    if isinstance(spec, dict):
+        return Layer(**spec)
+    if isinstance(spec, (list, tuple)) and spec:
+        return Layer(*spec)
+    raise TypeError(f"a layer must be a Layer, a dict or a tuple like ('conv', 32, 2); got {spec!r}")
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _conv_out(n, k, s):
+    return (n + 2 * (k // 2) - k) // s + 1
+
+
+@register_model
+class RLadder(nn.Module):
+    """A fully-connected or convolutional Recurrent Ladder network.
+
+    Parameters
+    ----------
+    input_shape : tuple
+        Shape of one observation: ``(D,)`` or ``(C, H, W)``.
+    layers : list
+        Layer specs, bottom to top (:func:`dense`, :func:`conv`, dicts or tuples).
+    cell : {'lstm', 'gru'}
+        Encoder cell type.
+    combinator : {'vanilla', 'gaussian'}
+        Decoder cell (Ladder combinator) type.
+    decoder : bool
+        Keep the decoder (False gives the "hierarchical RNN").
+    decoder_to_encoder : bool
+        Keep the links from the decoder at ``t-1`` to the encoder at ``t``.
+    n_classes : int or None
+        Size of the classifier on the top encoder output; None for no classifier.
+    bottom_output : bool
+        Produce a low-level output. Without a decoder it is a linear readout of the top layer.
+    norm : None, 'layer' or 'group'
+        Normalisation of the encoder cells' gates (default: 'group' for conv layers, none for dense).
+    """
+
+    def __init__(self, input_shape, layers, cell="lstm", combinator="vanilla", decoder=True,
+                 decoder_to_encoder=True, n_classes=None, bottom_output=True, norm="auto"):
+        super().__init__()
+        input_shape = tuple(int(s) for s in input_shape)
+        if len(input_shape) not in (1, 3) or min(input_shape) < 1:
+            raise ValueError(f"input_shape must be (D,) or (C, H, W) with positive sizes, got {input_shape}")
+        layers = [_as_layer(s) for s in layers]
+        if not layers:
+            raise ValueError("an RLadder needs at least one layer")
+        if combinator not in COMBINATORS:
+            raise ValueError(f"unknown combinator {combinator!r}: expected one of {COMBINATORS}")
+        if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
+            raise ValueError(f"n_classes must be an integer >= 2 or None, got {n_classes!r}")
+        if decoder_to_encoder and not decoder:
+            decoder_to_encoder = False  # nothing to link from
+        self.config = dict(input_shape=input_shape, layers=[asdict(l) for l in layers], cell=cell,
+                           combinator=combinator, decoder=decoder, decoder_to_encoder=decoder_to_encoder,
+                           n_classes=n_classes, bottom_output=bottom_output, norm=norm)
+        self.input_shape, self.layers = input_shape, layers
+        self.decoder, self.decoder_to_encoder = decoder, decoder_to_encoder
+        self.shapes = self._layer_shapes(input_shape, layers)  # shapes[0] = input, shapes[l] = layer l
+
+        self.up = nn.ModuleList()     # e_{l-1} -> input of encoder cell l
+        self.cells = nn.ModuleList()
+        for l, layer in enumerate(layers, start=1):
+            below, here = self.shapes[l - 1], self.shapes[l]
+            is_conv = layer.kind == "conv"
+            if is_conv:
+                self.up.append(nn.Conv2d(below[0], layer.size, _pair(layer.kernel_size), stride=layer.stride,
+                                         padding=tuple(k // 2 for k in _pair(layer.kernel_size))))
+            else:
+                self.up.append(nn.Sequential(nn.Flatten(), nn.Linear(math.prod(below), layer.size)))
+            cell_norm = ("group" if is_conv else None) if norm == "auto" else norm
+            n_in = layer.size * (2 if self.decoder_to_encoder else 1)
+            self.cells.append(make_encoder_cell(cell, is_conv, n_in, layer.size, layer.kernel_size, cell_norm))
+
+        if decoder:
+            top = self.shapes[-1]
+            self.top_down = nn.Conv2d(top[0], top[0], 1) if len(top) == 3 else nn.Linear(top[0], top[0])
+            self.down = nn.ModuleList()   # d_{l+1} -> top-down input of layer l, for l = 0..L-1
+            for l in range(len(layers)):
+                here, above, layer_above = self.shapes[l], self.shapes[l + 1], layers[l]
+                if layer_above.kind == "conv" and len(here) == 3:
+                    k = _pair(layer_above.kernel_size)
+                    self.down.append(nn.ConvTranspose2d(above[0], here[0], k, stride=layer_above.stride,
+                                                        padding=tuple(kk // 2 for kk in k)))
+                else:
+                    self.down.append(nn.Sequential(nn.Flatten(), nn.Linear(math.prod(above), math.prod(here)),
+                                                   nn.Unflatten(1, here)))
+            self.combinators = nn.ModuleList(
+                make_combinator(combinator, (s[0], 1, 1) if len(s) == 3 else s) for s in self.shapes)
+        elif bottom_output:
+            self.readout = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(self.shapes[-1]), math.prod(input_shape)),
+                                         nn.Unflatten(1, input_shape))
+        self.bottom_output = bottom_output
+        self.classifier = nn.Linear(self.shapes[-1][0], n_classes) if n_classes else None
+
+    @staticmethod
+    def _layer_shapes(input_shape, layers):
+        shapes = [input_shape]
+        for layer in layers:
+            below = shapes[-1]
+            if layer.kind == "conv":
+                if len(below) != 3:
+                    raise ValueError("a conv layer must sit on a (C, H, W) input or another conv layer, "
+                                     f"not on shape {below}")
+                k, s = _pair(layer.kernel_size), _pair(layer.stride)
+                shapes.append((layer.size, _conv_out(below[1], k[0], s[0]), _conv_out(below[2], k[1], s[1])))
+            else:
+                shapes.append((layer.size,))
+        return shapes
+
+    def n_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def _check_input(self, x):
+        if not torch.is_tensor(x):
+            raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
+        if x.dim() != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
+            raise ValueError(f"expected x of shape (batch, time, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(x.shape)}")
+
+    def forward(self, x, return_states: bool = False):
+        """Run the RLadder over ``x`` of shape ``(B, T, *input_shape)``.
+
+        Returns a dict with ``bottom`` ``(B, T, *input_shape)`` — the low-level output ``d_0`` (or None),
+        ``logits`` ``(B, T, n_classes)`` (or None) and, with ``return_states``, ``encoder`` and ``decoder``:
+        lists over layers 0..L of ``(B, T, *shape_l)`` tensors.
+        """
+        self._check_input(x)
+        B, T = x.shape[:2]
+        L = len(self.layers)
+        enc_state = [None] * L
+        prev_d = [x.new_zeros(B, *s) for s in self.shapes] if self.decoder_to_encoder else None
+        bottoms, logits, enc_hist, dec_hist = [], [], [], []
+        for t in range(T):
+            e = [x[:, t]]
+            for l in range(1, L + 1):
+                inp = self.up[l - 1](e[l - 1])
+                if self.decoder_to_encoder:
+                    inp = torch.cat([inp, prev_d[l]], dim=1)
+                h, enc_state[l - 1] = self.cells[l - 1](inp, enc_state[l - 1])
+                e.append(h)
+            d = None
+            if self.decoder:
+                d = [None] * (L + 1)
+                u = self.top_down(e[L])
+                for l in range(L, -1, -1):
+                    d[l] = self.combinators[l](e[l], u)
+                    if l > 0:
+                        down = self.down[l - 1]
+                        u = (down(d[l], output_size=e[l - 1].shape[-2:]) if isinstance(down, nn.ConvTranspose2d)
+                             else down(d[l]))
+                prev_d = d
+                if self.bottom_output:
+                    bottoms.append(d[0])
+            elif self.bottom_output:
+                bottoms.append(self.readout(e[L]))
+            if self.classifier is not None:
+                top = e[L].mean(dim=(2, 3)) if e[L].dim() == 4 else e[L]
+                logits.append(self.classifier(top))
+            if return_states:
+                enc_hist.append(e)
+                dec_hist.append(d)
+        out = {"bottom": torch.stack(bottoms, 1) if bottoms else None,
+               "logits": torch.stack(logits, 1) if logits else None}
+        if return_states:
+            out["encoder"] = [torch.stack([e[l] for e in enc_hist], 1) for l in range(L + 1)]
+            out["decoder"] = ([torch.stack([d[l] for d in dec_hist], 1) for l in range(L + 1)]
+                              if self.decoder else None)
+        return out

@@ -1,0 +1,151 @@
+"""The zoo: recorded training runs, so that the book loads models instead of retraining them.
+
+Introduced in *Introduction* (``book/part1/01_introduction.md``).
+
+* ``manifest.json`` maps an entry name to ``{experiment, model, scale, seed, metrics, checkpoint,
+  sha256, config, command, code_version, wall_time_s, hardware, created}`` (+ ``dataset`` where the
+  experiment has several). Checkpoints live in ``checkpoints/`` beside it.
+* :func:`load_or_train` returns a recorded model (its checksum verified) or trains one: at ``smoke``
+  scale always, at any scale when ``RLADDER_NB_RETRAIN=1`` or when no entry exists.
+* :func:`record` (used by ``python -m rladder_nb train ... --record``) writes a checkpoint and its
+  manifest entry atomically. ``tests/test_zoo.py`` re-evaluates every entry against its metrics.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import settings
+from ..experiments import check_model, get_experiment
+from ..training import atomic_write_bytes, load_checkpoint, save_checkpoint, sha256_of
+
+ZOO_DIR = Path(__file__).resolve().parent
+MANIFEST = ZOO_DIR / "manifest.json"
+REQUIRED_FIELDS = ("experiment", "model", "scale", "seed", "metrics", "checkpoint", "sha256", "command",
+                   "code_version", "wall_time_s", "hardware", "created")
+
+
+def entry_name(experiment: str, model: str, scale: str, seed: int = 0, dataset: str | None = None) -> str:
+    """The manifest key of a run, e.g. ``toy_static/rladder/book/seed0``."""
+    parts = [experiment] + ([dataset] if dataset else []) + [model, settings.check_scale(scale), f"seed{seed}"]
+    return "/".join(parts)
+
+
+def load_manifest(path=MANIFEST) -> dict:
+    """The manifest as a dict (empty when there is no file); a malformed file raises ``ValueError``."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"zoo manifest {path} is not valid JSON: {err}") from err
+    if not isinstance(manifest, dict):
+        raise ValueError(f"zoo manifest {path} must be a JSON object mapping entry names to entries")
+    for name, entry in manifest.items():
+        missing = [f for f in REQUIRED_FIELDS if f not in entry]
+        if missing:
+            raise ValueError(f"zoo entry {name!r} lacks the fields {missing}")
+    return manifest
+
+
+def find_entries(experiment=None, model=None, scale=None, dataset=None, manifest=None) -> dict:
+    """The entries matching every filter that is given."""
+    manifest = load_manifest() if manifest is None else manifest
+    want = {"experiment": experiment, "model": model, "scale": scale, "dataset": dataset}
+    return {k: e for k, e in manifest.items() if all(v is None or e.get(f) == v for f, v in want.items())}
+
+
+def code_version() -> str:
+    """``git describe`` of the working tree when available, else the package version."""
+    from .. import __version__
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ZOO_DIR, capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"{__version__}+g{out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+def hardware() -> str:
+    """A one-line description of where a run ran."""
+    import torch
+
+    dev = settings.get_device()
+    gpu = f", {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""
+    threads = torch.get_num_threads()
+    return (f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores ({threads} torch threads)"
+            f"{gpu}, torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def load(name: str, manifest=None):
+    """Load the model of entry ``name``; return ``(model, entry)``. Missing or corrupt files raise."""
+    manifest = load_manifest() if manifest is None else manifest
+    if name not in manifest:
+        raise KeyError(f"no zoo entry {name!r}; recorded entries: {sorted(manifest) or 'none'}")
+    entry = manifest[name]
+    model, _ = load_checkpoint(ZOO_DIR / entry["checkpoint"], expected_sha256=entry["sha256"])
+    return model, entry
+
+
+def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, progress=True,
+          checkpoint_path=None):
+    """Train one run; return ``(model, entry)`` where the entry is not recorded anywhere."""
+    exp = get_experiment(experiment)
+    check_model(exp, model)
+    scale = settings.get_scale(scale)
+    config = exp.config(model, scale) if dataset is None else exp.config(model, scale, dataset=dataset)
+    net, result = exp.train_model(model, config, seed, progress=progress, checkpoint_path=checkpoint_path)
+    metrics = exp.evaluate(model, net, config, seed)
+    entry = {"experiment": experiment, "model": model, "scale": scale, "seed": seed, "metrics": metrics,
+             "config": config, "wall_time_s": round(result.wall_time_s, 1), "steps": result.steps}
+    if dataset is not None:
+        entry["dataset"] = dataset
+    return net, entry
+
+
+def record(net, entry: dict, command: str, manifest_path=MANIFEST) -> str:
+    """Write ``net``'s checkpoint into the zoo and its entry into the manifest (both atomically)."""
+    name = entry_name(entry["experiment"], entry["model"], entry["scale"], entry["seed"], entry.get("dataset"))
+    rel = Path("checkpoints") / (name.replace("/", "__") + ".pt")
+    path = Path(manifest_path).parent / rel
+    save_checkpoint(path, net)
+    full = dict(entry, checkpoint=rel.as_posix(), sha256=sha256_of(path), command=command,
+                code_version=code_version(), hardware=hardware(),
+                created=datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+    manifest = load_manifest(manifest_path)
+    manifest[name] = full
+    text = json.dumps(dict(sorted(manifest.items())), indent=2, sort_keys=False) + "\n"
+    atomic_write_bytes(manifest_path, text.encode())
+    return name
+
+
+def load_or_train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, retrain=None,
+                  progress=True):
+    """The recorded model of this run if the zoo has it, else a freshly trained one.
+
+    Returns ``(model, entry)``. At ``smoke`` scale (tests) it always trains; with ``retrain=True`` or
+    ``RLADDER_NB_RETRAIN=1`` it trains instead of loading. It always says which it did.
+    """
+    scale = settings.get_scale(scale)
+    exp = get_experiment(experiment)
+    check_model(exp, model)
+    retrain = settings.retrain_requested() if retrain is None else retrain
+    name = entry_name(experiment, model, scale, seed, dataset)
+    manifest = load_manifest()
+    if not retrain and name in manifest:
+        net, entry = load(name, manifest)
+        settings.report(f"loaded zoo entry {name} (trained in {entry['wall_time_s']:.0f} s on {entry['hardware']})")
+        return net, entry
+    why = ("retraining was asked for" if retrain else
+           "smoke scale trains in seconds" if scale == "smoke" else "the zoo has no such entry")
+    settings.report(f"training {name} now ({why})")
+    return train(experiment, model, scale, seed, dataset, progress=progress)

@@ -1,0 +1,118 @@
+"""The RLadder module: shapes, ablation switches, causality, combinators, bad input."""
+import pytest
+import torch
+
+from rladder_nb.models.cells import ConvLSTMCell, GaussianCombinator, LSTMCell, VanillaCombinator
+from rladder_nb.models.rladder import RLadder, conv, dense
+
+
+def test_dense_rladder_shapes():
+    net = RLadder((8,), [dense(16), dense(8)], n_classes=3)
+    out = net(torch.randn(4, 5, 8), return_states=True)
+    assert out["bottom"].shape == (4, 5, 8)
+    assert out["logits"].shape == (4, 5, 3)
+    assert [tuple(d.shape) for d in out["decoder"]] == [(4, 5, 8), (4, 5, 16), (4, 5, 8)]
+
+
+def test_conv_rladder_shapes_and_mixed_layers():
+    net = RLadder((1, 16, 16), [conv(4), conv(8, stride=2), dense(12)], n_classes=10)
+    assert net.shapes == [(1, 16, 16), (4, 16, 16), (8, 8, 8), (12,)]
+    out = net(torch.rand(2, 3, 1, 16, 16))
+    assert out["bottom"].shape == (2, 3, 1, 16, 16)
+    assert out["logits"].shape == (2, 3, 10)
+
+
+def test_causality_outputs_at_t_ignore_the_future():
+    torch.manual_seed(0)
+    net = RLadder((6,), [dense(10), dense(5)], n_classes=2)
+    x = torch.randn(2, 6, 6)
+    y = x.clone()
+    y[:, 4:] += 10.0
+    a, b = net(x), net(y)
+    assert torch.allclose(a["bottom"][:, :4], b["bottom"][:, :4])
+    assert not torch.allclose(a["bottom"][:, 4:], b["bottom"][:, 4:])
+
+
+def _uses_previous_decoder(net):
+    """Does the encoder at t=1 depend on the decoder output at t=0 (beyond the encoder state)?"""
+    torch.manual_seed(1)
+    x = torch.randn(3, 2, 6)
+    base = net(x, return_states=True)["encoder"][1][:, 1]
+    with torch.no_grad():  # change only the decoder's weights
+        for p in net.combinators.parameters():
+            p.add_(0.5)
+    return not torch.allclose(base, net(x, return_states=True)["encoder"][1][:, 1])
+
+
+def test_decoder_to_encoder_switch_removes_exactly_those_links():
+    torch.manual_seed(0)
+    assert _uses_previous_decoder(RLadder((6,), [dense(8), dense(4)]))
+    assert not _uses_previous_decoder(RLadder((6,), [dense(8), dense(4)], decoder_to_encoder=False))
+
+
+def test_no_decoder_is_the_hierarchical_rnn():
+    net = RLadder((6,), [dense(8), dense(4)], decoder=False, bottom_output=False, n_classes=3)
+    assert not hasattr(net, "combinators")
+    out = net(torch.randn(2, 3, 6))
+    assert out["bottom"] is None and out["logits"].shape == (2, 3, 3)
+    full = RLadder((6,), [dense(8), dense(4)], n_classes=3)
+    assert net.n_parameters() < full.n_parameters()
+
+
+def test_vanilla_combinator_initialisation():
+    comb = VanillaCombinator((5,))
+    z, u = torch.randn(7, 5), torch.randn(7, 5)
+    assert torch.allclose(comb(z, u), z + torch.sigmoid(z))
+
+
+def test_gaussian_combinator_formula():
+    comb = GaussianCombinator((3,))
+    with torch.no_grad():
+        for i in range(1, 11):
+            getattr(comb, f"a{i}").fill_(0.1 * i)
+    z, u = torch.randn(4, 3), torch.randn(4, 3)
+    a = [None] + [0.1 * i for i in range(1, 11)]
+    mu = a[1] * torch.sigmoid(a[2] * u + a[3]) + a[4] * u + a[5]
+    v = a[6] * torch.sigmoid(a[7] * u + a[8]) + a[9] * u + a[10]
+    assert torch.allclose(comb(z, u), (z - mu) * v + mu, atol=1e-6)
+
+
+def test_lstm_cell_matches_torch_lstm_cell_without_norm():
+    torch.manual_seed(0)
+    ours, ref = LSTMCell(5, 7), torch.nn.LSTMCell(5, 7)
+    with torch.no_grad():  # same weights: ours is Linear([x, h]) with gates i, f, g, o like torch's
+        ref.weight_ih.copy_(ours.linear.weight[:, :5]); ref.weight_hh.copy_(ours.linear.weight[:, 5:])
+        ref.bias_ih.copy_(ours.linear.bias); ref.bias_hh.zero_()
+    x, h, c = torch.randn(3, 5), torch.randn(3, 7), torch.randn(3, 7)
+    h1, (_, c1) = ours(x, (h, c))
+    h2, c2 = ref(x, (h, c))
+    assert torch.allclose(h1, h2, atol=1e-6) and torch.allclose(c1, c2, atol=1e-6)
+
+
+def test_conv_lstm_cell_keeps_spatial_shape():
+    cell = ConvLSTMCell(2, 6)
+    h, (h2, c) = cell(torch.randn(2, 2, 9, 11))
+    assert h.shape == c.shape == (2, 6, 9, 11)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(input_shape=(8, 8), layers=[dense(4)]), "input_shape"),
+    (dict(input_shape=(8,), layers=[]), "at least one layer"),
+    (dict(input_shape=(8,), layers=[conv(4)]), "conv layer must sit"),
+    (dict(input_shape=(8,), layers=[("sparse", 4)]), "'dense' or 'conv'"),
+    (dict(input_shape=(8,), layers=[("dense", 0)]), "positive integer"),
+    (dict(input_shape=(8,), layers=[dense(4)], combinator="magic"), "unknown combinator"),
+    (dict(input_shape=(8,), layers=[dense(4)], cell="transformer"), "unknown encoder cell"),
+    (dict(input_shape=(8,), layers=[dense(4)], n_classes=1), "n_classes"),
+])
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        RLadder(**kwargs)
+
+
+def test_bad_input_shape_says_what_was_expected():
+    net = RLadder((8,), [dense(4)])
+    with pytest.raises(ValueError, match=r"expected x of shape \(batch, time, 8\)"):
+        net(torch.randn(2, 8))
+    with pytest.raises(TypeError, match="torch tensor"):
+        net([[0.0] * 8])

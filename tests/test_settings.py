@@ -1,0 +1,61 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from rladder_nb import settings
+
+
+def test_scale_from_env_and_argument(monkeypatch):
+    monkeypatch.delenv("RLADDER_NB_SCALE", raising=False)
+    assert settings.get_scale() == "book"
+    monkeypatch.setenv("RLADDER_NB_SCALE", "smoke")
+    assert settings.get_scale() == "smoke"
+    assert settings.get_scale("Paper") == "paper"
+
+
+@pytest.mark.parametrize("bad", ["huge", "", "bookish", 3])
+def test_unknown_scale_is_rejected_with_the_valid_names(bad, monkeypatch):
+    with pytest.raises(ValueError, match="smoke, book, paper"):
+        settings.check_scale(bad)
+
+
+def test_unknown_scale_in_environment(monkeypatch):
+    monkeypatch.setenv("RLADDER_NB_SCALE", "gigantic")
+    with pytest.raises(ValueError, match="RLADDER_NB_SCALE"):
+        settings.get_scale()
+
+
+def test_device(monkeypatch):
+    monkeypatch.setenv("RLADDER_NB_DEVICE", "cpu")
+    assert settings.get_device().type == "cpu"
+    with pytest.raises(ValueError, match="unknown device"):
+        settings.get_device("warp-drive")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            settings.get_device("cuda")
+
+
+def test_seeding_makes_runs_repeatable():
+    settings.seed_everything(3)
+    a = (np.random.rand(3), torch.rand(3))
+    settings.seed_everything(3)
+    b = (np.random.rand(3), torch.rand(3))
+    assert np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        settings.seed_everything(-1)
+
+
+def test_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("RLADDER_NB_DATA", str(tmp_path))
+    assert settings.data_dir() == tmp_path
+    monkeypatch.delenv("RLADDER_NB_DATA")
+    assert settings.data_dir().name == "rladder_nb"
+
+
+def test_retrain_flag(monkeypatch):
+    monkeypatch.setenv("RLADDER_NB_RETRAIN", "1")
+    assert settings.retrain_requested()
+    monkeypatch.setenv("RLADDER_NB_RETRAIN", "0")
+    assert not settings.retrain_requested()

@@ -1,0 +1,88 @@
+"""The zoo: every recorded checkpoint is re-evaluated and must reproduce its manifest metrics."""
+import json
+
+import pytest
+
+from rladder_nb import zoo
+from rladder_nb.__main__ import compare_metrics
+from rladder_nb.experiments import get_experiment
+
+MANIFEST = zoo.load_manifest()
+
+
+def test_manifest_entries_are_complete_and_checksummed():
+    for name, entry in MANIFEST.items():
+        for field in zoo.REQUIRED_FIELDS:
+            assert field in entry, f"{name} lacks {field}"
+        assert name == zoo.entry_name(entry["experiment"], entry["model"], entry["scale"], entry["seed"],
+                                      entry.get("dataset"))
+        path = zoo.ZOO_DIR / entry["checkpoint"]
+        assert path.is_file(), f"{name}: checkpoint {path} missing"
+        from rladder_nb.training import sha256_of
+        assert sha256_of(path) == entry["sha256"], f"{name}: checkpoint does not match its SHA-256"
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_zoo_entry_reproduces_its_metrics(name):
+    entry = MANIFEST[name]
+    exp = get_experiment(entry["experiment"])
+    needs = getattr(exp, "evaluation_requirements", None)
+    if needs is not None:
+        missing = needs(entry["config"])
+        if missing:
+            pytest.skip(missing)
+    net, _ = zoo.load(name)
+    measured = exp.evaluate(entry["model"], net, entry["config"], entry["seed"])
+    assert compare_metrics(entry["metrics"], measured) == []
+
+
+def test_compare_metrics_can_fail():
+    assert compare_metrics({"a": 1.0, "b": [1.0, 2.0]}, {"a": 1.0, "b": [1.0, 2.0]}) == []
+    assert compare_metrics({"a": 1.0}, {"a": 1.1})
+    assert compare_metrics({"b": [1.0, 2.0]}, {"b": [1.0]})
+    assert compare_metrics({"a": 1.0}, {})
+
+
+def test_record_and_load_roundtrip(tmp_path, monkeypatch):
+    net, entry = zoo.train("toy_static", "rladder", "smoke", seed=0, progress=False)
+    manifest_path = tmp_path / "manifest.json"
+    name = zoo.record(net, entry, "python -m rladder_nb train toy_static --model rladder --scale smoke",
+                      manifest_path=manifest_path)
+    manifest = json.loads(manifest_path.read_text())
+    assert name == "toy_static/rladder/smoke/seed0" and manifest[name]["metrics"] == entry["metrics"]
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    loaded, _ = zoo.load(name, manifest)
+    exp = get_experiment("toy_static")
+    assert compare_metrics(entry["metrics"], exp.evaluate("rladder", loaded, entry["config"], 0)) == []
+
+
+def test_missing_and_corrupt_entries_are_reported(tmp_path, monkeypatch):
+    with pytest.raises(KeyError, match="no zoo entry"):
+        zoo.load("toy_static/rladder/book/seed99", {})
+    bad = tmp_path / "manifest.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        zoo.load_manifest(bad)
+    bad.write_text(json.dumps({"x": {"experiment": "toy_static"}}))
+    with pytest.raises(ValueError, match="lacks the fields"):
+        zoo.load_manifest(bad)
+    # a checkpoint that does not match its recorded checksum
+    net, entry = zoo.train("toy_static", "rladder", "smoke", progress=False)
+    good = tmp_path / "good.json"
+    name = zoo.record(net, entry, "test", manifest_path=good)
+    manifest = json.loads(good.read_text())
+    ckpt = tmp_path / manifest[name]["checkpoint"]
+    ckpt.write_bytes(ckpt.read_bytes()[:-10] + b"0123456789")
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    with pytest.raises(ValueError, match="SHA-256"):
+        zoo.load(name, manifest)
+
+
+def test_load_or_train_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown experiment"):
+        zoo.load_or_train("toy_nonexistent", "rladder", "smoke")
+    with pytest.raises(ValueError, match="unknown model"):
+        zoo.load_or_train("toy_static", "transformer", "smoke")
+    with pytest.raises(ValueError, match="unknown scale"):
+        zoo.load_or_train("toy_static", "rladder", "galactic")
