@@ -14,16 +14,15 @@ Introduced in *From message passing to the RLadder* (``book/part1/04_from_messag
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from .fileio import atomic_write_bytes, sha256_of  # noqa: F401  (re-exported)
 
 CHECKPOINT_FORMAT = "rladder_nb-checkpoint-1"
 MODEL_CLASSES: dict[str, type] = {}
@@ -47,32 +46,6 @@ def _registered(module: str | None = None):
         except ImportError as err:
             raise ValueError(f"the checkpoint's model module {module!r} cannot be imported: {err}") from err
     return MODEL_CLASSES
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def sha256_of(path) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(path, model, **extra) -> Path:

@@ -82,7 +82,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     def exploding_fsync(fd):
         raise Boom()
 
-    monkeypatch.setattr(training.os, "fsync", exploding_fsync)
+    from rladder_nb import fileio
+    monkeypatch.setattr(fileio.os, "fsync", exploding_fsync)
     with pytest.raises(Boom):
         training.atomic_write_bytes(path, b"half-written")
     assert path.read_bytes() == b"good"
