@@ -46,7 +46,8 @@ def build(scale: str | None = None, root: Path = ROOT, extra_args=()) -> int:
     """Run ``jupyter-book build`` at ``scale``; return its exit code. Output: ``_build/html`` (book scale)."""
     scale = settings.get_scale(scale)
     cfg = scaled_config(scale, root)
-    env = dict(os.environ, RLADDER_NB_SCALE=scale, MPLBACKEND=os.environ.get("MPLBACKEND", "Agg"))
+    env = dict(os.environ, RLADDER_NB_SCALE=scale)
+    env.pop("MPLBACKEND", None)  # kernels must use IPython's inline backend, or figures render as text
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(root), "--config", str(cfg), "--toc",
            str(root / "_toc.yml"), "-W", "--keep-going"]
     if scale != "book":

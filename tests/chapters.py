@@ -60,7 +60,7 @@ def run_chapter(path, scale: str = "smoke", timeout: int = 600):
     nb = jupytext.read(path)
     env_before = dict(os.environ)
     os.environ["RLADDER_NB_SCALE"] = scale
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.pop("MPLBACKEND", None)  # the kernel must use the inline backend, as in the book
     try:
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})

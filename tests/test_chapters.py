@@ -38,4 +38,7 @@ def test_chapter_runs_at_smoke_scale(path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images, "the chapter shows no figure: was the inline backend in use?"
     assert seconds < SMOKE_SECONDS, f"{path} took {seconds:.0f} s at smoke scale"

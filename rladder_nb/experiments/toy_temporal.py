@@ -4,7 +4,9 @@ Introduced in *From message passing to the RLadder* (``book/part1/04_from_messag
 
 * Data: fresh sequences of :class:`rladder_nb.gaussian.temporal.TemporalGaussianModel` every step; a fixed
   test set drawn with a separate seed.
-* Model: a fully-connected RLadder reading ``x_t`` online; its bottom decoder output ``d_0(t)`` is the
+* Models: the RLadder and its two ablations, each at the scale's width and "small" (hidden sizes 8 and
+  4 at book scale: a top layer narrower than the filter's six-dimensional state).
+* Each is a fully-connected RLadder reading ``x_t`` online; its bottom decoder output ``d_0(t)`` is the
   prediction of ``x_{t+1}`` (for the "hierarchical RNN" ablation, a linear readout of the top layer).
 * Metric: ``mse_ratio_to_exact`` — test MSE of the next-step predictions divided by that of the Kalman
   filter's exact predictive mean ``E[x_{t+1} | x_{<=t}]`` on the same sequences, pooled over time steps;
@@ -23,7 +25,9 @@ from ..training import train
 from .toy_static import ABLATIONS, TEST_SEED_OFFSET
 
 NAME = "toy_temporal"
-MODELS = tuple(ABLATIONS)
+# each network twice: at the scale's width, and small (a top layer narrower than the filter's state)
+MODELS = tuple(ABLATIONS) + tuple(f"{m}_small" for m in ABLATIONS)
+SMALL_HIDDEN = {"smoke": (8, 4), "book": (8, 4), "paper": (16, 8)}
 GENERATIVE = dict(dx=6, dy=4, dz=2, x_noise=0.3, y_noise=0.3, z_decay=0.97, z_angle=2 * math.pi / 40,
                   y_decay=0.5, y_angle=2 * math.pi / 6, seed=0)
 SCALES = {
@@ -36,8 +40,10 @@ SCALES = {
 def config(model: str, scale: str) -> dict:
     """Every choice of a ``toy_temporal`` run at ``scale`` (our reconstruction: sizes are ours)."""
     scale = settings.check_scale(scale)
+    small = model.endswith("_small")
+    sizes = dict(SCALES[scale], hidden=SMALL_HIDDEN[scale]) if small else SCALES[scale]
     return dict(model=model, scale=scale, generative=dict(GENERATIVE), cell="lstm", combinator="vanilla",
-                **ABLATIONS[model], **SCALES[scale])
+                **ABLATIONS[model.removesuffix("_small")], **sizes)
 
 
 def generative_model(cfg) -> TemporalGaussianModel:

@@ -12,6 +12,7 @@ Introduced in *Introduction* (``book/part1/01_introduction.md``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -120,11 +121,29 @@ def record(net, entry: dict, command: str, manifest_path=MANIFEST) -> str:
     full = dict(entry, checkpoint=rel.as_posix(), sha256=sha256_of(path), command=command,
                 code_version=code_version(), hardware=hardware(),
                 created=datetime.now(timezone.utc).replace(microsecond=0).isoformat())
-    manifest = load_manifest(manifest_path)
-    manifest[name] = full
-    text = json.dumps(dict(sorted(manifest.items())), indent=2, sort_keys=False) + "\n"
-    atomic_write_bytes(manifest_path, text.encode())
+    with _manifest_lock(manifest_path):  # several trainings may finish at once
+        manifest = load_manifest(manifest_path)
+        manifest[name] = full
+        text = json.dumps(dict(sorted(manifest.items())), indent=2, sort_keys=False) + "\n"
+        atomic_write_bytes(manifest_path, text.encode())
     return name
+
+
+@contextlib.contextmanager
+def _manifest_lock(manifest_path):
+    """An exclusive lock on ``<manifest>.lock`` (where the platform has ``fcntl``)."""
+    lock_path = Path(manifest_path).with_suffix(".lock")
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent recording there
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_or_train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, retrain=None,
