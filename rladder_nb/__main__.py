@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 
@@ -35,6 +36,10 @@ def _cmd_train(args):
                      indent=2))
     if args.record:
         command = "python -m rladder_nb " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--quiet")
+        data = os.environ.get("RLADDER_NB_DATA")
+        if data:  # the data a run saw is part of how to reproduce it (no absolute paths of this machine)
+            shown = data if not os.path.isabs(data) else "<your data folder>"
+            command = f"RLADDER_NB_DATA={shlex.quote(shown)} {command}"
         name = zoo.record(net, entry, command)
         print(f"recorded zoo entry {name}")
     return 0

