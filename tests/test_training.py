@@ -23,9 +23,9 @@ def _setup(seed=0):
 
 def test_training_reduces_the_loss():
     net, make_batch, loss_fn = _setup()
-    before = float(loss_fn(net, make_batch(999))[0])
+    before = loss_fn(net, make_batch(999))[0].item()
     training.train(net, make_batch, loss_fn, 150, lr=1e-2, progress=False)
-    after = float(loss_fn(net, make_batch(999))[0])
+    after = loss_fn(net, make_batch(999))[0].item()
     assert after < 0.5 * before
 
 
