@@ -48,6 +48,8 @@ def build(scale: str | None = None, root: Path = ROOT, extra_args=()) -> int:
     cfg = scaled_config(scale, root)
     env = dict(os.environ, RLADDER_NB_SCALE=scale)
     env.pop("MPLBACKEND", None)  # kernels must use IPython's inline backend, or figures render as text
+    if env.get("RLADDER_NB_DATA"):  # kernels run in each chapter's folder: a relative path would move
+        env["RLADDER_NB_DATA"] = os.path.abspath(env["RLADDER_NB_DATA"])
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(root), "--config", str(cfg), "--toc",
            str(root / "_toc.yml"), "-W", "--keep-going"]
     if scale != "book":
