@@ -48,7 +48,7 @@ SIZES = {
 # exercises get ``exercise_steps``; ``n_examples`` sequences are drawn in the Figure-4 reproduction
 CHAPTER_SIZES = {
     "smoke": dict(exercise_steps=40, n_examples=2),
-    "book": dict(exercise_steps=800, n_examples=2),
+    "book": dict(exercise_steps=500, n_examples=2),
     "paper": dict(exercise_steps=2000, n_examples=3),
 }
 

@@ -261,13 +261,14 @@ def plot_per_frame_curves(curves: dict, ylabel: str, levels: dict | None = None,
         raise ValueError("curves must be a non-empty dict {model name: values per frame}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
-    for name, values in curves.items():
+    palette = [c for k, c in enumerate(plt.get_cmap("tab10").colors) if k != 1]  # orange is the RLadder's
+    for k, (name, values) in enumerate(curves.items()):
         values = np.asarray(values, dtype=float)
         frames = np.arange(first_frame, first_frame + len(values))
-        style = dict(lw=2.5, color="tab:orange") if name == "rladder" else dict(lw=1.3)
+        style = dict(lw=2.5, color="tab:orange") if name == "rladder" else dict(lw=1.3, color=palette[k % 9])
         ax.plot(frames, values, "o-", label=name, **style)
     for k, (name, value) in enumerate((levels or {}).items()):
-        ax.axhline(value, ls=":", color=f"C{(k + 5) % 10}", label=name)
+        ax.axhline(value, ls=":", color=("0.2", "tab:purple", "tab:brown")[k % 3], label=name)
     ax.set_xlabel("frame")
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
