@@ -88,8 +88,12 @@ def _cmd_evaluate(args):
     entries = zoo.find_entries(experiment=args.experiment)
     failures = 0
     for name, entry in entries.items():
-        net, _ = zoo.load(name)
         exp = get_experiment(entry["experiment"])
+        problem = getattr(exp, "evaluation_requirements", lambda cfg: None)(entry["config"])
+        if problem:
+            print(f"skip {name}: {problem}")
+            continue
+        net, _ = zoo.load(name)
         measured = exp.evaluate(entry["model"], net, entry["config"], entry["seed"])
         bad = compare_metrics(entry["metrics"], measured)
         failures += bool(bad)

@@ -306,6 +306,10 @@ def _read_cache(cache_path: Path | None, signature: str):
 def _write_cache(cache_path: Path | None, rolls: dict, signature: str, piece_ids: dict | None = None) -> None:
     if cache_path is None:
         return
+    folder = cache_path.parent
+    if folder.is_dir() and not folder.stat().st_mode & 0o222:  # a read-only data folder (even for root)
+        settings.report(f"not caching piano rolls in the read-only folder {folder}")
+        return
     arrays = {"version": np.array(CACHE_VERSION), "signature": np.array(signature)}
     for s in SPLITS:
         arrays[f"{s}_rolls"] = np.concatenate(rolls[s]).astype(np.uint8)  # (sum T_i, 88)

@@ -60,7 +60,8 @@ CHAPTER_SIZES = {
     "book": dict(prime_len=16, continuation=32, n_samples=3, audio_steps=48, explorer_pieces=20),
     "paper": dict(prime_len=32, continuation=64, n_samples=4, audio_steps=128, explorer_pieces=77),
 }
-# (scale, dataset) -> changes to SCALES[scale]: the long-piece benchmarks get longer crops / more steps
+# (scale, dataset) -> changes to SCALES[scale]: the book-scale step budgets (a 2-core CPU, about 5-10 minutes
+# per RLadder run; JSB and Nottingham, which the book discusses most, get the most)
 DATASET_OVERRIDES = {("book", "jsb"): dict(n_steps=600), ("book", "nottingham"): dict(n_steps=500),
                      ("book", "musedata"): dict(n_steps=300), ("book", "pianomidi"): dict(n_steps=300)}
 INPUT_DROPOUT = {"smoke": 0.1, "book": 0.1, "paper": 0.1}  # the same for the RLadder and the LSTM
@@ -231,6 +232,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     The Bernoulli floor is fitted by counting (a TrainResult with 0 steps); the others train with
     :func:`rladder_nb.training.train` on random crops and keep the weights with the best NLL on a fixed
     validation subset; both curves are stored in the model's ``train_curve`` / ``valid_curve`` buffers.
+    A run resumed from ``checkpoint_path`` keeps the best weights among the checks made after resuming.
     """
     import time
 
@@ -344,10 +346,12 @@ def table3_markdown(scale: str = "book", seed: int = 0, manifest=None) -> str:
         rows.append(f"| *{label}* |" + " |" * len(TABLE_DATASETS))
         rows += [f"| {name} | " + " | ".join(cell(v) for v in values) + " |"
                  for name, values in PAPER_TABLE3[group].items()]
-    rows.append(f"| *ours, {scale} scale, seed {seed} (test NLL; parameters)* |" + " |" * len(TABLE_DATASETS))
+    rows.append(f"| *ours, {scale} scale, seed {seed} (test NLL)* |" + " |" * len(TABLE_DATASETS))
     for model, runs in recorded_results(scale, seed, manifest).items():
-        cells = [f"**{e['metrics']['nll']:.2f}**" + ("" if model == "bernoulli" else
-                                                      f" ({e['metrics']['n_parameters'] / 1e3:.0f}k)")
-                 if e else f"not trained at {scale} scale" for e in (runs[d] for d in TABLE_DATASETS)]
-        rows.append(f"| {MODEL_TITLES[model]} | " + " | ".join(cells) + " |")
+        entries = [runs[d] for d in TABLE_DATASETS]
+        counts = sorted({e["metrics"]["n_parameters"] for e in entries if e})
+        size = "" if model == "bernoulli" or not counts else \
+            f", {'/'.join(f'{c / 1e3:.0f}k' for c in counts)} parameters"
+        cells = [f"**{e['metrics']['nll']:.2f}**" if e else f"not trained at {scale} scale" for e in entries]
+        rows.append(f"| {MODEL_TITLES[model][:-1]}{size}) | " + " | ".join(cells) + " |")
     return "\n".join(rows)

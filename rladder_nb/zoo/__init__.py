@@ -102,6 +102,7 @@ def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, 
     exp = get_experiment(experiment)
     check_model(exp, model)
     scale = settings.get_scale(scale)
+    dataset = dataset or getattr(exp, "DEFAULT_DATASET", None)
     config = exp.config(model, scale) if dataset is None else exp.config(model, scale, dataset=dataset)
     net, result = exp.train_model(model, config, seed, progress=progress, checkpoint_path=checkpoint_path)
     metrics = exp.evaluate(model, net, config, seed)
@@ -156,6 +157,7 @@ def load_or_train(experiment: str, model: str, scale=None, seed: int = 0, datase
     scale = settings.get_scale(scale)
     exp = get_experiment(experiment)
     check_model(exp, model)
+    dataset = dataset or getattr(exp, "DEFAULT_DATASET", None)
     retrain = settings.retrain_requested() if retrain is None else retrain
     name = entry_name(experiment, model, scale, seed, dataset)
     manifest = load_manifest()
