@@ -30,6 +30,20 @@ def _check_rolls(rolls, where: str) -> list:
     return out
 
 
+def masked_nll(logits: torch.Tensor, x: torch.Tensor, lengths=None) -> torch.Tensor:
+    """Mean NLL per scored step (nats): Bernoulli NLL summed over the 88 notes, padding ignored.
+
+    ``logits`` are aligned with ``x`` (both (B, T, 88)); steps ``t >= lengths[b]`` do not count.
+    Introduced in *Polyphonic music* (Part II).
+    """
+    per_step = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)  # (B, T)
+    if lengths is None:
+        return per_step.mean()
+    lengths = torch.as_tensor(lengths, device=x.device)
+    mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, T)
+    return (per_step * mask).sum() / mask.sum().clamp(min=1)
+
+
 class BernoulliFloor:
     """Independent per-pitch Bernoulli model: ``p(x_t) = prod_k p_k^x_tk (1 - p_k)^(1 - x_tk)``.
 
@@ -128,13 +142,7 @@ class MusicLSTM(nn.Module):
     def loss(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
         """Mean NLL per scored step (nats), every step scored, padding (``t >= lengths[b]``) ignored."""
         x = self._check(x)
-        logits = self.aligned_logits(x)  # (B, T, 88)
-        per_step = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)  # (B, T)
-        if lengths is None:
-            return per_step.mean()
-        lengths = torch.as_tensor(lengths, device=x.device)
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, T)
-        return (per_step * mask).sum() / mask.sum().clamp(min=1)
+        return masked_nll(self.aligned_logits(x), x, lengths)
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""

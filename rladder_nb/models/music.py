@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..training import register_model
-from .baselines import BernoulliFloor, MusicLSTM
+from .baselines import BernoulliFloor, MusicLSTM, masked_nll  # noqa: F401  (masked_nll re-exported)
 from .rladder import RLadder
 
 N_NOTES = 88
@@ -32,20 +32,6 @@ N_NOTES = 88
 def shift_right(x: torch.Tensor) -> torch.Tensor:
     """Prepend one silent frame and drop the last: ``(B, T, 88) -> (B, T, 88)`` with ``out[:, t] = x[:, t-1]``."""
     return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
-
-
-def masked_nll(logits: torch.Tensor, x: torch.Tensor, lengths=None) -> torch.Tensor:
-    """Mean NLL per scored step (nats): Bernoulli NLL summed over the 88 notes, padding ignored.
-
-    ``logits`` are aligned with ``x`` (both (B, T, 88)); steps ``t >= lengths[b]`` do not count.
-    Introduced in *Polyphonic music* (Part II).
-    """
-    per_step = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)  # (B, T)
-    if lengths is None:
-        return per_step.mean()
-    lengths = torch.as_tensor(lengths, device=x.device)
-    mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, T)
-    return (per_step * mask).sum() / mask.sum().clamp(min=1)
 
 
 class _LearningCurves:
