@@ -187,6 +187,55 @@ class RLadder(nn.Module):
             raise ValueError(f"expected x of shape (batch, time, {', '.join(map(str, self.input_shape))}), "
                              f"got {tuple(x.shape)}")
 
+    def initial_state(self, x_t) -> dict:
+        """The state before the first step, for a batch like ``x_t`` ``(B, *input_shape)``: empty encoder
+        states and, with decoder-to-encoder links, an all-zero decoder output ``d(-1)``."""
+        B = x_t.shape[0]
+        return {"encoder": [None] * len(self.layers),
+                "decoder": [x_t.new_zeros(B, *s) for s in self.shapes] if self.decoder_to_encoder else None}
+
+    def step(self, x_t, state: dict | None = None):
+        """One time step (or inference iteration) of the RLadder on ``x_t`` ``(B, *input_shape)``.
+
+        Returns ``(out, state)``: ``out`` holds ``bottom`` ``(B, *input_shape)`` or None, ``logits``
+        ``(B, n_classes)`` or None, ``encoder`` and ``decoder`` (lists over layers 0..L; decoder None
+        without one); ``state`` goes into the next step. :meth:`forward` is a loop over this; loops that
+        build each step's input from the previous outputs (Tagger, Part III) call it directly.
+        """
+        if not torch.is_tensor(x_t) or tuple(x_t.shape[1:]) != self.input_shape:
+            shape = tuple(x_t.shape) if torch.is_tensor(x_t) else type(x_t).__name__
+            raise ValueError(f"expected x_t of shape (batch, {', '.join(map(str, self.input_shape))}), got {shape}")
+        state = self.initial_state(x_t) if state is None else state
+        L = len(self.layers)
+        enc_state, prev_d = list(state["encoder"]), state["decoder"]
+        e = [x_t]
+        for l in range(1, L + 1):
+            inp = self.up[l - 1](e[l - 1])
+            if self.decoder_to_encoder:
+                inp = torch.cat([inp, prev_d[l]], dim=1)
+            h, enc_state[l - 1] = self.cells[l - 1](inp, enc_state[l - 1])
+            e.append(h)
+        d, bottom = None, None
+        if self.decoder:
+            d = [None] * (L + 1)
+            u = self.top_down(e[L])
+            for l in range(L, -1, -1):
+                d[l] = self.combinators[l](e[l], u)
+                if l > 0:
+                    down = self.down[l - 1]
+                    u = (down(d[l], output_size=e[l - 1].shape[-2:]) if isinstance(down, nn.ConvTranspose2d)
+                         else down(d[l]))
+            if self.bottom_output:
+                bottom = d[0]
+        elif self.bottom_output:
+            bottom = self.readout(e[L])
+        logits = None
+        if self.classifier is not None:
+            top = e[L].mean(dim=(2, 3)) if e[L].dim() == 4 else e[L]
+            logits = self.classifier(top)
+        out = {"bottom": bottom, "logits": logits, "encoder": e, "decoder": d}
+        return out, {"encoder": enc_state, "decoder": d if self.decoder_to_encoder else None}
+
     def forward(self, x, return_states: bool = False):
         """Run the RLadder over ``x`` of shape ``(B, T, *input_shape)``.
 
@@ -195,44 +244,17 @@ class RLadder(nn.Module):
         lists over layers 0..L of ``(B, T, *shape_l)`` tensors.
         """
         self._check_input(x)
-        B, T = x.shape[:2]
+        T = x.shape[1]
         L = len(self.layers)
-        enc_state = [None] * L
-        prev_d = [x.new_zeros(B, *s) for s in self.shapes] if self.decoder_to_encoder else None
-        bottoms, logits, enc_hist, dec_hist = [], [], [], []
+        state = None
+        steps = []
         for t in range(T):
-            e = [x[:, t]]
-            for l in range(1, L + 1):
-                inp = self.up[l - 1](e[l - 1])
-                if self.decoder_to_encoder:
-                    inp = torch.cat([inp, prev_d[l]], dim=1)
-                h, enc_state[l - 1] = self.cells[l - 1](inp, enc_state[l - 1])
-                e.append(h)
-            d = None
-            if self.decoder:
-                d = [None] * (L + 1)
-                u = self.top_down(e[L])
-                for l in range(L, -1, -1):
-                    d[l] = self.combinators[l](e[l], u)
-                    if l > 0:
-                        down = self.down[l - 1]
-                        u = (down(d[l], output_size=e[l - 1].shape[-2:]) if isinstance(down, nn.ConvTranspose2d)
-                             else down(d[l]))
-                prev_d = d
-                if self.bottom_output:
-                    bottoms.append(d[0])
-            elif self.bottom_output:
-                bottoms.append(self.readout(e[L]))
-            if self.classifier is not None:
-                top = e[L].mean(dim=(2, 3)) if e[L].dim() == 4 else e[L]
-                logits.append(self.classifier(top))
-            if return_states:
-                enc_hist.append(e)
-                dec_hist.append(d)
-        out = {"bottom": torch.stack(bottoms, 1) if bottoms else None,
-               "logits": torch.stack(logits, 1) if logits else None}
+            out, state = self.step(x[:, t], state)
+            steps.append(out)
+        result = {k: (torch.stack([s[k] for s in steps], 1) if steps[0][k] is not None else None)
+                  for k in ("bottom", "logits")}
         if return_states:
-            out["encoder"] = [torch.stack([e[l] for e in enc_hist], 1) for l in range(L + 1)]
-            out["decoder"] = ([torch.stack([d[l] for d in dec_hist], 1) for l in range(L + 1)]
-                              if self.decoder else None)
-        return out
+            result["encoder"] = [torch.stack([s["encoder"][l] for s in steps], 1) for l in range(L + 1)]
+            result["decoder"] = ([torch.stack([s["decoder"][l] for s in steps], 1) for l in range(L + 1)]
+                                 if self.decoder else None)
+        return result
