@@ -116,3 +116,47 @@ def test_bad_input_shape_says_what_was_expected():
         net(torch.randn(2, 8))
     with pytest.raises(TypeError, match="torch tensor"):
         net([[0.0] * 8])
+
+
+def test_gated_decoder_to_encoder_links_start_closed_and_learn_to_open():
+    torch.manual_seed(0)
+    net = RLadder((6,), [dense(8), dense(4)], n_classes=3, gate_decoder_to_encoder=True)
+    assert torch.equal(net.d2e_gates.detach(), torch.zeros(2))
+    assert not _uses_previous_decoder(net)          # closed: the decoder cannot reach the encoder yet
+    out = net(torch.randn(3, 4, 6))
+    out["logits"].sum().backward()
+    assert net.d2e_gates.grad is not None and net.d2e_gates.grad.abs().sum() > 0  # but its gates learn
+    with torch.no_grad():
+        net.d2e_gates.fill_(1.0)                    # open, it is the plain RLadder again
+    assert _uses_previous_decoder(net)
+    assert RLadder((6,), [dense(8)], decoder_to_encoder=False, gate_decoder_to_encoder=True).d2e_gates is None
+
+
+def test_step_by_step_equals_forward():
+    torch.manual_seed(0)
+    net = RLadder((1, 8, 8), [conv(4, stride=2), dense(6)], n_classes=3, cell="reslstm",
+                  gate_decoder_to_encoder=True)
+    with torch.no_grad():
+        net.d2e_gates.fill_(0.7)
+    x = torch.rand(2, 3, 1, 8, 8)
+    full, state, steps = net(x), None, []
+    for t in range(3):
+        out, state = net.step(x[:, t], state)
+        steps.append(out["bottom"])
+    assert torch.allclose(torch.stack(steps, 1), full["bottom"], atol=1e-6)
+    with pytest.raises(ValueError, match="expected x_t of shape"):
+        net.step(torch.rand(2, 1, 9, 9))
+
+
+@pytest.mark.parametrize("conv_cell", [True, False])
+def test_residual_lstm_cell_adds_memory_to_a_feedforward_layer(conv_cell):
+    from rladder_nb.models.cells import ResidualLSTMCell
+    torch.manual_seed(0)
+    cell = ResidualLSTMCell(3, 8, conv=conv_cell)
+    x = torch.randn(2, 3, 5, 5) if conv_cell else torch.randn(2, 3)
+    h, state = cell(x)
+    f = cell.feedforward(x)
+    assert h.shape == f.shape == state[0].shape
+    assert torch.allclose(h, f + cell.lstm(f)[0])   # the feed-forward path plus an LSTM on top of it
+    h2, _ = cell(x, state)
+    assert not torch.allclose(h, h2)                # and the state matters

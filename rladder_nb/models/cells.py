@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CELL_TYPES = ("lstm", "gru")
+CELL_TYPES = ("lstm", "gru", "reslstm")
 COMBINATORS = ("vanilla", "gaussian")
 
 
@@ -172,10 +172,45 @@ class ConvGRUCell(nn.Module):
         return h, (h,)
 
 
+class ResidualLSTMCell(nn.Module):
+    """A feed-forward layer with an LSTM beside it: ``h = relu(norm(W x)) + lstm(relu(norm(W x)))``.
+
+    The feed-forward path (a convolution or linear map, GroupNorm/LayerNorm, ReLU: the layer of the
+    static network the encoder derives from) carries the bottom-up signal at full strength from the
+    first step of training; the (Conv)LSTM adds memory on top of it. Our choice for deep convolutional
+    encoders, where a stack of plain ConvLSTMs sits on a long plateau before the class cost moves
+    (see the Occluded Moving MNIST chapters). ``forward(x, state) -> (h, state)`` like the other cells.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, conv: bool, kernel_size=3, norm: str | None = "group"):
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"sizes must be >= 1, got input_size={input_size}, hidden_size={hidden_size}")
+        self.hidden_size = hidden_size
+        if conv:
+            k = _pair(kernel_size)
+            groups = max(1, min(8, hidden_size // 4))
+            while hidden_size % groups:
+                groups -= 1
+            self.feedforward = nn.Sequential(nn.Conv2d(input_size, hidden_size, k, padding=(k[0] // 2, k[1] // 2)),
+                                             nn.GroupNorm(groups, hidden_size), nn.ReLU())
+            self.lstm = ConvLSTMCell(hidden_size, hidden_size, kernel_size, norm=norm)
+        else:
+            self.feedforward = nn.Sequential(nn.Linear(input_size, hidden_size), nn.LayerNorm(hidden_size), nn.ReLU())
+            self.lstm = LSTMCell(hidden_size, hidden_size, norm=norm)
+
+    def forward(self, x, state=None):
+        f = self.feedforward(x)
+        h, state = self.lstm(f, state)
+        return f + h, state
+
+
 def make_encoder_cell(cell: str, conv: bool, input_size: int, hidden_size: int, kernel_size=3, norm=None):
-    """The encoder cell for one layer: ``cell`` in ``('lstm', 'gru')``, convolutional if ``conv``."""
+    """The encoder cell for one layer: ``cell`` in ``('lstm', 'gru', 'reslstm')``, convolutional if ``conv``."""
     if cell not in CELL_TYPES:
         raise ValueError(f"unknown encoder cell {cell!r}: expected one of {CELL_TYPES}")
+    if cell == "reslstm":
+        return ResidualLSTMCell(input_size, hidden_size, conv, kernel_size, norm=norm)
     if conv:
         cls = ConvLSTMCell if cell == "lstm" else ConvGRUCell
         return cls(input_size, hidden_size, kernel_size, norm=norm)

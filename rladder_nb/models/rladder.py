@@ -102,10 +102,17 @@ class RLadder(nn.Module):
         Produce a low-level output. Without a decoder it is a linear readout of the top layer.
     norm : None, 'layer' or 'group'
         Normalisation of the encoder cells' gates (default: 'group' for conv layers, none for dense).
+    gate_decoder_to_encoder : bool
+        Multiply each layer's decoder-to-encoder input ``d_l(t-1)`` by a learned scalar that starts at 0
+        (as ReZero/SkipInit do for residual branches), so that training starts from the hierarchical RNN
+        and lets the links in as far as they help. Our choice for the convolutional RLadder: with the
+        links open from the start its class cost did not move for ~1,000 steps, even when their weights
+        started at zero (Adam moves any weight by about the learning rate per step, useful or not).
     """
 
     def __init__(self, input_shape, layers, cell="lstm", combinator="vanilla", decoder=True,
-                 decoder_to_encoder=True, n_classes=None, bottom_output=True, norm="auto"):
+                 decoder_to_encoder=True, n_classes=None, bottom_output=True, norm="auto",
+                 gate_decoder_to_encoder=False):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) not in (1, 3) or min(input_shape) < 1:
@@ -121,7 +128,8 @@ class RLadder(nn.Module):
             decoder_to_encoder = False  # nothing to link from
         self.config = dict(input_shape=input_shape, layers=[asdict(l) for l in layers], cell=cell,
                            combinator=combinator, decoder=decoder, decoder_to_encoder=decoder_to_encoder,
-                           n_classes=n_classes, bottom_output=bottom_output, norm=norm)
+                           n_classes=n_classes, bottom_output=bottom_output, norm=norm,
+                           gate_decoder_to_encoder=bool(gate_decoder_to_encoder))
         self.input_shape, self.layers = input_shape, layers
         self.decoder, self.decoder_to_encoder = decoder, decoder_to_encoder
         self.shapes = self._layer_shapes(input_shape, layers)  # shapes[0] = input, shapes[l] = layer l
@@ -159,6 +167,9 @@ class RLadder(nn.Module):
             self.readout = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(self.shapes[-1]), math.prod(input_shape)),
                                          nn.Unflatten(1, input_shape))
         self.bottom_output = bottom_output
+        # one scalar per layer l = 1..L, starting closed (see gate_decoder_to_encoder)
+        self.d2e_gates = (nn.Parameter(torch.zeros(len(layers))) if gate_decoder_to_encoder and self.decoder_to_encoder
+                          else None)
         self.classifier = nn.Linear(self.shapes[-1][0], n_classes) if n_classes else None
 
     @staticmethod
@@ -212,7 +223,8 @@ class RLadder(nn.Module):
         for l in range(1, L + 1):
             inp = self.up[l - 1](e[l - 1])
             if self.decoder_to_encoder:
-                inp = torch.cat([inp, prev_d[l]], dim=1)
+                feedback = prev_d[l] if self.d2e_gates is None else self.d2e_gates[l - 1] * prev_d[l]
+                inp = torch.cat([inp, feedback], dim=1)
             h, enc_state[l - 1] = self.cells[l - 1](inp, enc_state[l - 1])
             e.append(h)
         d, bottom = None, None
