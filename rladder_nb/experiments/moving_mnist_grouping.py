@@ -1,0 +1,192 @@
+"""Experiment ``moving_mnist_grouping``: RTagger separates two moving digits by motion (Section 4.3, Figure 7).
+
+Introduced in *Grouping by motion on Moving MNIST* (Part III).
+
+* **Data.** Two-digit Moving MNIST (:func:`~rladder_nb.data.moving_mnist.generate_moving_mnist`) of the
+  MNIST ``train`` digits, fresh sequences at every step (a pure function of the seed and step); the test
+  set is fixed: ``n_test`` sequences of the ``test`` digits drawn with :data:`TEST_SEED`.
+* **Model.** :class:`~rladder_nb.models.tagger.Tagger` with the RLadder engine (RTagger), K = 3 groups
+  (two digits and the background). Iteration ``t`` sees frame ``t`` and predicts frame ``t + 1``: the
+  low-level cost is the Tagger cost of that prediction against frame ``t + 1``; no labels, no input noise
+  (``noise_std = 0``: the paper names no corruption for this task; our choice).
+* **Metric.** ``ami`` per predicted frame ``t + 1`` (t = 0..T-2): AMI between the predicted masks and the
+  true masks of frame ``t + 1``, background and overlap pixels excluded (the paper's convention for its
+  average AMI 0.75); ``ami_mean`` their mean.
+* Sizes are our reconstruction; the book scale uses a 32x32 canvas, 14x14 digits and 10 frames (the
+  paper: 20 frames; its canvas is not given).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import numpy as np
+import torch
+
+from .. import settings
+from ..data.mnist import load_mnist
+from ..data.moving_mnist import generate_moving_mnist
+from ..metrics import adjusted_mutual_information
+from ..models.tagger import Tagger, tagger_loss
+from ..training import train
+
+NAME = "moving_mnist_grouping"
+MODELS = ("rtagger",)
+TEST_SEED = 20_171_204
+AMI_CONVENTION = "exclude_background, overlaps excluded"
+PAPER_AMI = 0.75
+SCALES = {
+    "smoke": dict(layers=[["conv", 4, 2, 3], ["conv", 8, 2, 3], ["dense", 16, 1, 3]], canvas=20, digit_size=14,
+                  n_frames=4, batch_size=4, n_steps=3, n_test=8, lr=1e-3),
+    "book": dict(layers=[["conv", 16, 2, 3], ["conv", 32, 2, 3], ["dense", 64, 1, 3]], canvas=32, digit_size=14,
+                 n_frames=10, batch_size=16, n_steps=500, n_test=200, lr=1e-3),
+    "paper": dict(layers=[["conv", 32, 1, 3], ["conv", 64, 2, 3], ["conv", 128, 2, 3], ["dense", 256, 1, 3]],
+                  canvas=64, digit_size=28, n_frames=20, batch_size=32, n_steps=50_000, n_test=1000, lr=1e-3),
+}
+N_GROUPS = 3
+SPEED_RANGE = (1.0, 3.0)   # px per frame (our choice; a 32x32 canvas)
+EVAL_CHUNK = 100
+
+
+def config(model: str, scale: str) -> dict:
+    """Every choice of a ``moving_mnist_grouping`` run at ``scale`` (sizes: our reconstruction)."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r} for experiment {NAME!r}: expected one of {', '.join(MODELS)}")
+    scale = settings.check_scale(scale)
+    return dict(model=model, scale=scale, n_groups=N_GROUPS, engine="rladder", noise_std=0.0, cell="lstm",
+                combinator="vanilla", norm="auto", speed_range=list(SPEED_RANGE), ami_convention=AMI_CONVENTION,
+                **copy.deepcopy(SCALES[scale]))
+
+
+def _check_config(cfg):
+    if not isinstance(cfg, dict) or cfg.get("model") not in MODELS or "canvas" not in cfg:
+        raise ValueError("cfg must be a dict made by moving_mnist_grouping.config(model, scale)")
+    return cfg
+
+
+def build(cfg: dict) -> Tagger:
+    """The untrained RTagger of a config."""
+    cfg = _check_config(cfg)
+    return Tagger((1, cfg["canvas"], cfg["canvas"]), cfg["layers"], n_groups=cfg["n_groups"], engine=cfg["engine"],
+                  n_classes=None, noise_std=cfg["noise_std"], cell=cfg["cell"], combinator=cfg["combinator"],
+                  norm=cfg["norm"], gate_decoder_to_encoder=cfg.get("gate_decoder_to_encoder", False))
+
+
+def sequences(cfg: dict, split: str, n: int, seed: int, n_frames: int | None = None) -> dict:
+    """``n`` two-digit sequences of the ``split`` digits (numpy; keys of :func:`generate_moving_mnist`)."""
+    digits = load_mnist(split)
+    return generate_moving_mnist(digits.images, digits.labels, n=n, n_frames=n_frames or cfg["n_frames"],
+                                 canvas=cfg["canvas"], digit_size=cfg["digit_size"], n_digits=N_GROUPS - 1,
+                                 speed_range=tuple(cfg["speed_range"]), seed=seed)
+
+
+def test_digits_fingerprint() -> str:
+    """A short hash of the MNIST test digits the test set is drawn from (IDX files or the offline stand-in)."""
+    digits = load_mnist("test")
+    return hashlib.sha256(digits.images.tobytes() + digits.labels.astype(np.int64).tobytes()).hexdigest()[:16]
+
+
+def evaluation_requirements(cfg: dict) -> str | None:
+    """Why a recorded run cannot be re-evaluated here (other test digits found), or None if it can."""
+    recorded = cfg.get("test_digits")
+    if recorded is not None and test_digits_fingerprint() != recorded:
+        return (f"this {NAME} entry was evaluated on test digits {recorded}, but the MNIST files found here give "
+                f"{test_digits_fingerprint()}: set RLADDER_NB_DATA to the folder it was trained with")
+    return None
+
+
+def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,
+                max_seconds: float | None = None):
+    """Train the RTagger on next-frame prediction; returns ``(net, TrainResult)``."""
+    cfg = _check_config(cfg)
+    if model != cfg["model"]:
+        raise ValueError(f"model {model!r} does not match the config's {cfg['model']!r}")
+    cfg["test_digits"] = test_digits_fingerprint()  # recorded with the zoo entry: which test set it saw
+    settings.seed_everything(seed)
+    device = settings.get_device()
+    net = build(cfg).to(device)
+    digits = load_mnist("train")
+
+    def make_batch(step):
+        step_seed = int(np.random.default_rng([seed, step]).integers(2**62))
+        data = generate_moving_mnist(digits.images, digits.labels, n=cfg["batch_size"], n_frames=cfg["n_frames"],
+                                     canvas=cfg["canvas"], digit_size=cfg["digit_size"], n_digits=N_GROUPS - 1,
+                                     speed_range=tuple(cfg["speed_range"]), seed=step_seed)
+        frames = torch.as_tensor(data["frames"][:, :, None], device=device)   # (B, T, 1, H, W)
+        return frames, torch.Generator().manual_seed(step_seed)
+
+    def loss_fn(net, batch):
+        frames, g = batch
+        x = frames + cfg["noise_std"] * torch.randn(frames.shape, generator=g).to(device) \
+            if cfg["noise_std"] > 0 else frames
+        out = net(x[:, :-1], generator=g)          # iteration t sees frame t, predicts frame t + 1
+        return tagger_loss(out, frames[:, 1:])
+
+    result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
+                   progress=progress, max_seconds=max_seconds, description=f"{NAME}/{model}")
+    return net, result
+
+
+@torch.no_grad()
+def predict(net, cfg: dict, n: int = 4, n_observed: int | None = None, n_generate: int = 0,
+            seed: int = TEST_SEED) -> dict:
+    """Predictions on ``n`` test sequences (numpy), for the metric and for Figure 7.
+
+    The model sees frames ``0..n_observed-1`` (default: every frame but the last) and predicts frames
+    ``1..n_observed``; with ``n_generate`` > 0 it then generates frames ``n_observed+1 ..
+    n_observed+n_generate-1`` from its own predictions, so that frames ``n_observed ..
+    n_observed+n_generate-1`` are the future (Figure 7: ``n_observed=10, n_generate=6``).
+    Returns ``frames`` (n, F, H, W) and ``true_masks`` (n, F, K+1, H, W), ``overlap`` (n, F, H, W) of the
+    true sequence (F frames), and ``prediction`` (n, P, H, W), ``masks`` (n, P, K, H, W), ``z``
+    (n, P, K, H, W) of predicted frames ``1..P``. Introduced in *Grouping by motion on Moving MNIST*.
+    """
+    cfg = _check_config(cfg)
+    n_observed = cfg["n_frames"] - 1 if n_observed is None else n_observed
+    if not isinstance(n_observed, int) or n_observed < 1:
+        raise ValueError(f"n_observed must be a positive integer, got {n_observed!r}")
+    if not isinstance(n_generate, int) or n_generate < 0:
+        raise ValueError(f"n_generate must be a non-negative integer, got {n_generate!r}")
+    n_total = max(n_observed + 1, n_observed + n_generate)
+    data = sequences(cfg, "test", n, seed, n_frames=n_total)
+    device = next(net.parameters()).device
+    net.eval()
+    g = torch.Generator().manual_seed(int(seed))
+    frames = torch.as_tensor(data["frames"][:, :n_observed, None])            # (n, T_obs, 1, H, W)
+    outs = {"prediction": [], "masks": [], "z": []}
+    for begin in range(0, n, EVAL_CHUNK):
+        out = net(frames[begin:begin + EVAL_CHUNK].to(device), n_generate=max(0, n_generate - 1), generator=g)
+        outs["prediction"].append(out["prediction"][:, :, 0].cpu())
+        outs["masks"].append(out["masks"].cpu())
+        outs["z"].append(out["z"][:, :, :, 0].cpu())
+    return {"frames": data["frames"], "true_masks": data["masks"], "overlap": data["overlap_mask"],
+            **{k: torch.cat(v).numpy() for k, v in outs.items()}}
+
+
+def evaluate(model_name: str, net, cfg: dict, seed: int = 0) -> dict:
+    """AMI per predicted frame (background and overlaps excluded) and its mean; deterministic (fixed test set)."""
+    cfg = _check_config(cfg)
+    problem = evaluation_requirements(cfg)
+    if problem:
+        raise ValueError(problem)
+    out = predict(net, cfg, n=cfg["n_test"])
+    amis = []
+    for t in range(out["masks"].shape[1]):               # prediction t is of frame t + 1
+        amis.append(round(adjusted_mutual_information(
+            out["true_masks"][:, t + 1], out["masks"][:, t], convention="exclude_background",
+            valid=~out["overlap"][:, t + 1]), 6))
+    return {"ami": amis, "ami_mean": round(float(np.nanmean(amis)), 6), "ami_convention": AMI_CONVENTION,
+            "n_test": int(cfg["n_test"])}
+
+
+def reproduce_table(scale: str, seeds=(0,), progress: bool = True) -> str:
+    """The paper's average AMI beside ours (``python -m rladder_nb reproduce moving_mnist_grouping``)."""
+    from .. import zoo
+
+    rows = ["| model | seed | AMI per predicted frame (ours) | mean AMI (ours) | mean AMI (paper) |",
+            "|---|---|---|---|---|"]
+    for seed in seeds:
+        _, entry = zoo.load_or_train(NAME, "rtagger", scale, seed, progress=progress)
+        m = entry["metrics"]
+        rows.append(f"| rtagger | {seed} | {' / '.join(f'{a:.2f}' for a in m['ami'])} | {m['ami_mean']:.3f} "
+                    f"| {PAPER_AMI} |")
+    return "\n".join(rows) + f"\n\nOurs: {scale} scale; AMI convention: {AMI_CONVENTION}."

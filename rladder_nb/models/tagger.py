@@ -1,0 +1,253 @@
+"""The Tagger loop (Greff et al. 2016) around an engine: Tagger with a Ladder, RTagger with the RLadder.
+
+Introduced in *Perceptual grouping with Tagger and RTagger* (Part III); the video form returns in
+*Grouping by motion on Moving MNIST*.
+
+* **K groups, one network.** One :class:`~rladder_nb.models.rladder.RLadder` (the engine) is shared by
+  the K groups: they are folded into the batch, ``(B*K, 4C, H, W)``, so the groups interact only through
+  their inputs and the softmax over groups.
+* **Per-group inputs** at every iteration (the paper's Section 4.1, NOTES §5): the reconstruction
+  ``z_k``, the likelihood term ``m_k * (x - z_k)``, the mask ``m_k`` and the mask likelihood
+  ``L(m)_k = softmax_k(-[0.5 log(sn^2 + v) + (x - z_k)^2 / (2 (sn^2 + v))])``: ``sn`` the input noise
+  std, ``v`` a learned positive variance (``softplus`` of a parameter; one ``v`` in these inputs and in
+  the cost is our reconstruction).
+* **Heads** on the engine's bottom decoder output ``d_0`` (4C channels): a 1x1 conv to C channels gives
+  the new ``z_k``; a 1x1 conv to one channel, softmaxed over the groups, the new ``m_k``
+  (``mask_update='residual'``, our option: ``log m_k`` is added to that logit, so the head learns a
+  change of the current masks).
+* **Engines.** ``engine='rladder'`` (RTagger): one :meth:`RLadder.step` per iteration, the state carried
+  over, decoder-to-encoder links on. ``engine='ladder'`` (Tagger): the state is reset at every iteration
+  and there are no decoder-to-encoder links -- a feed-forward convolutional Ladder applied afresh at each
+  iteration (its LSTM cells then start from a zero state: feed-forward gated layers). Nothing else differs.
+* **Classification.** ``n_classes + 1`` logits per group ("none" last); per group a softmax, the "none"
+  unit dropped, a sum over groups, normalised -> class probabilities per iteration.
+* **Video.** With ``x`` of shape ``(B, I, C, H, W)``, iteration ``i`` sees frame ``i`` and its
+  ``z_k, m_k`` predict frame ``i + 1``; ``n_generate`` further iterations feed the model its own
+  prediction ``sum_k m_k z_k``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..training import register_model
+from .rladder import RLadder
+
+ENGINES = ("rladder", "ladder")
+MASK_UPDATES = ("direct", "residual")   # new mask logits = head(d_0), or log m_k + head(d_0) (our option)
+INITIAL_Z = 0.5        # the constant every z_k starts from (Tagger's choice for inputs in [0, 1])
+INITIAL_V = 0.1        # initial value of the learned variance v (our choice)
+
+
+@register_model
+class Tagger(nn.Module):
+    """Tagger (``engine='ladder'``) or RTagger (``engine='rladder'``): K groups sharing one engine.
+
+    Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
+
+    Parameters
+    ----------
+    input_shape : tuple
+        ``(C, H, W)`` of one image (or frame).
+    layers : list
+        The engine's layer specs (see :class:`~rladder_nb.models.rladder.RLadder`).
+    n_groups : int
+        K, the number of groups (>= 2).
+    engine : {'rladder', 'ladder'}
+        RTagger or Tagger (see the module docstring).
+    n_classes : int or None
+        Number of classes of the classification head (None: no head).
+    noise_std : float
+        ``sn``, the std of the Gaussian input corruption, used in the mask likelihood.
+    cell, combinator, norm, gate_decoder_to_encoder
+        Passed to the engine (see :class:`~rladder_nb.models.rladder.RLadder`).
+    mask_update : {'direct', 'residual'}
+        New mask logits from the head alone (NOTES §5), or added to ``log m_k`` (our option).
+    """
+
+    def __init__(self, input_shape, layers, n_groups: int = 3, engine: str = "rladder", n_classes=None,
+                 noise_std: float = 0.2, cell: str = "lstm", combinator: str = "vanilla", norm="auto",
+                 gate_decoder_to_encoder: bool = False,
+                 mask_update: str = "direct"):
+        super().__init__()
+        input_shape = tuple(int(s) for s in input_shape)
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape}")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}: expected one of {ENGINES} "
+                             "('rladder' for RTagger, 'ladder' for Tagger)")
+        if mask_update not in MASK_UPDATES:
+            raise ValueError(f"unknown mask_update {mask_update!r}: expected one of {MASK_UPDATES}")
+        if not isinstance(n_groups, int) or n_groups < 2:
+            raise ValueError(f"n_groups must be an integer >= 2, got {n_groups!r}")
+        if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 1):
+            raise ValueError(f"n_classes must be a positive integer or None, got {n_classes!r}")
+        if not (isinstance(noise_std, (int, float)) and noise_std >= 0):
+            raise ValueError(f"noise_std must be a non-negative number, got {noise_std!r}")
+        C, H, W = input_shape
+        self.engine_input_shape = (4 * C, H, W)
+        self.engine = RLadder(self.engine_input_shape, layers, cell=cell, combinator=combinator, decoder=True,
+                              decoder_to_encoder=(engine == "rladder"),
+                              n_classes=(n_classes + 1 if n_classes else None), bottom_output=True, norm=norm,
+                              gate_decoder_to_encoder=gate_decoder_to_encoder)
+        self.config = dict(input_shape=input_shape, layers=self.engine.config["layers"], n_groups=n_groups,
+                           engine=engine, n_classes=n_classes, noise_std=float(noise_std), cell=cell,
+                           combinator=combinator, norm=norm, mask_update=mask_update,
+                           gate_decoder_to_encoder=bool(gate_decoder_to_encoder))
+        self.mask_update = mask_update
+        self.input_shape, self.n_groups, self.engine_kind = input_shape, n_groups, engine
+        self.n_classes, self.noise_std = n_classes, float(noise_std)
+        self.z_head = nn.Conv2d(4 * C, C, 1)      # d_0 -> new z_k
+        self.mask_head = nn.Conv2d(4 * C, 1, 1)   # d_0 -> logit of the new m_k
+        self.v_raw = nn.Parameter(torch.tensor(math.log(math.expm1(INITIAL_V))))
+
+    @property
+    def v(self) -> torch.Tensor:
+        """The learned variance ``v = softplus(v_raw) > 0``."""
+        return F.softplus(self.v_raw)
+
+    def n_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def initial_masks(self, batch_size: int, height: int, width: int, generator=None, device=None):
+        """``m`` at the start: a softmax over groups of standard normal noise, ``(B, K, H, W)``."""
+        noise = torch.randn(batch_size, self.n_groups, height, width, generator=generator,
+                            device=device if generator is None else generator.device)
+        return noise.to(device).softmax(dim=1)
+
+    def _engine_inputs(self, x, z, m):
+        """Per-group inputs ``(B*K, 4C, H, W)`` from ``x`` (B, C, H, W), ``z`` (B, K, C, H, W), ``m`` (B, K, H, W)."""
+        B, K, C, H, W = z.shape
+        xk = x[:, None]                                            # (B, 1, C, H, W)
+        var = self.noise_std ** 2 + self.v                          # variance of x around z_k
+        log_lik = -0.5 * (torch.log(var) + ((z - xk) ** 2).sum(2) / var) - 0.5 * (C - 1) * torch.log(var)
+        mask_lik = log_lik.softmax(dim=1)                           # (B, K, H, W): L(m)
+        mk = m[:, :, None].expand(B, K, C, H, W)
+        parts = [z, mk * (xk - z), mk, mask_lik[:, :, None].expand(B, K, C, H, W)]
+        return torch.cat(parts, dim=2).reshape(B * K, 4 * C, H, W)
+
+    def _check_x(self, x, what="x"):
+        if not torch.is_tensor(x):
+            raise TypeError(f"{what} must be a torch tensor, got {type(x).__name__}")
+        shape = ", ".join(map(str, self.input_shape))
+        if x.dim() not in (4, 5) or tuple(x.shape[-3:]) != self.input_shape:
+            raise ValueError(f"expected {what} of shape (batch, {shape}) for an image or (batch, iterations, "
+                             f"{shape}) for a sequence, got {tuple(x.shape)}")
+
+    def forward(self, x, n_iterations=None, n_generate: int = 0, initial_masks=None, initial_z=None,
+                generator=None) -> dict:
+        """Run the Tagger loop.
+
+        Parameters
+        ----------
+        x : tensor ``(B, C, H, W)`` (an image, the same input at every iteration) or ``(B, I, C, H, W)``
+            (a sequence: iteration ``i`` sees frame ``i``; its outputs predict frame ``i + 1``).
+        n_iterations : int — iterations for an image (required); for a sequence None or ``I``.
+        n_generate : int — further iterations whose input is the model's own prediction
+            ``sum_k m_k z_k`` of the last iteration (future frames; Figure 7).
+        initial_masks : tensor ``(B, K, H, W)`` or None — the starting masks (None: :meth:`initial_masks`).
+        initial_z : tensor ``(B, K, C, H, W)`` or None — the starting reconstructions (None: 0.5).
+        generator : torch.Generator or None — for the initial mask noise (None: the global RNG).
+
+        Returns
+        -------
+        dict with ``z`` ``(B, I', K, C, H, W)``, ``masks`` ``(B, I', K, H, W)``, ``prediction``
+        ``(B, I', C, H, W)`` (``sum_k m_k z_k``), ``class_probs`` ``(B, I', n_classes)`` or None and
+        ``v`` (a scalar tensor), where ``I' = I + n_generate``.
+        """
+        self._check_x(x)
+        if not isinstance(n_generate, int) or n_generate < 0:
+            raise ValueError(f"n_generate must be a non-negative integer, got {n_generate!r}")
+        if x.dim() == 4:
+            if not isinstance(n_iterations, int) or n_iterations < 1:
+                raise ValueError(f"for an image x (B, C, H, W) give n_iterations >= 1, got {n_iterations!r}")
+            frames = [x] * n_iterations
+        else:
+            if n_iterations is not None and n_iterations != x.shape[1]:
+                raise ValueError(f"a sequence x of {x.shape[1]} frames runs {x.shape[1]} iterations, "
+                                 f"not n_iterations={n_iterations}")
+            frames = list(x.unbind(1))
+        B, K = x.shape[0], self.n_groups
+        C, H, W = self.input_shape
+        m = self.initial_masks(B, H, W, generator, x.device) if initial_masks is None else initial_masks
+        z = x.new_full((B, K, C, H, W), INITIAL_Z) if initial_z is None else initial_z
+        if tuple(m.shape) != (B, K, H, W):
+            raise ValueError(f"initial_masks must have shape {(B, K, H, W)}, got {tuple(m.shape)}")
+        if tuple(z.shape) != (B, K, C, H, W):
+            raise ValueError(f"initial_z must have shape {(B, K, C, H, W)}, got {tuple(z.shape)}")
+        state, zs, ms, probs, preds = None, [], [], [], []
+        for i in range(len(frames) + n_generate):
+            x_i = frames[i] if i < len(frames) else preds[-1]
+            if self.engine_kind == "ladder":
+                state = None                                        # Tagger: a fresh feed-forward pass
+            out, state = self.engine.step(self._engine_inputs(x_i, z, m), state)
+            d0 = out["bottom"]                                      # (B*K, 4C, H, W)
+            z = self.z_head(d0).reshape(B, K, C, H, W)
+            logits = self.mask_head(d0).reshape(B, K, H, W)
+            if self.mask_update == "residual":                     # a change of the current masks
+                logits = logits + torch.log(m.clamp_min(1e-6))
+            m = logits.softmax(dim=1)
+            zs.append(z)
+            ms.append(m)
+            preds.append((m[:, :, None] * z).sum(1))                # (B, C, H, W)
+            if out["logits"] is not None:
+                probs.append(group_class_probabilities(out["logits"].reshape(B, K, -1)))
+        return {"z": torch.stack(zs, 1), "masks": torch.stack(ms, 1), "prediction": torch.stack(preds, 1),
+                "class_probs": torch.stack(probs, 1) if probs else None, "v": self.v}
+
+
+def group_class_probabilities(logits) -> torch.Tensor:
+    """Class probabilities ``(B, n_classes)`` from per-group logits ``(B, K, n_classes + 1)``.
+
+    Per group a softmax, the last ("none") unit dropped, a sum over the groups, normalised to one.
+    Introduced in *Perceptual grouping with Tagger and RTagger*.
+    """
+    p = logits.softmax(dim=-1)[..., :-1].sum(dim=1)                 # (B, n_classes)
+    return p / p.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def tagger_cost(x_target, z, masks, v) -> torch.Tensor:
+    """The Tagger's continuous cost per example and iteration, ``(B, I)``.
+
+    ``-log sum_k m_k N(x | z_k, v)`` up to the constant ``0.5 log(2 pi)`` per channel:
+    ``-log sum_k m_k exp(-0.5 sum_c (log v + (x_c - z_kc)^2 / v))``, averaged over the pixels.
+    ``x_target`` is ``(B, C, H, W)`` (the same clean image at every iteration) or ``(B, I, C, H, W)``
+    (iteration ``i``'s target, e.g. frame ``i + 1``); ``z`` ``(B, I, K, C, H, W)``; ``masks``
+    ``(B, I, K, H, W)``; ``v`` a positive scalar (tensor). Introduced in *Perceptual grouping with Tagger
+    and RTagger*.
+    """
+    if z.dim() != 6 or masks.dim() != 5 or tuple(masks.shape) != tuple(z.shape[:3]) + tuple(z.shape[4:]):
+        raise ValueError(f"expected z (B, I, K, C, H, W) and masks (B, I, K, H, W), got {tuple(z.shape)} "
+                         f"and {tuple(masks.shape)}")
+    if x_target.dim() == 4:
+        x_target = x_target[:, None]
+    if x_target.dim() != 5 or x_target.shape[0] != z.shape[0] or tuple(x_target.shape[2:]) != tuple(z.shape[3:]) \
+            or x_target.shape[1] not in (1, z.shape[1]):
+        raise ValueError(f"x_target must be (B, C, H, W) or (B, I, C, H, W) matching z {tuple(z.shape)}, "
+                         f"got {tuple(x_target.shape)}")
+    v = torch.as_tensor(v, dtype=z.dtype, device=z.device)
+    log_gauss = -0.5 * (torch.log(v) + (x_target[:, :, None] - z) ** 2 / v).sum(3)   # (B, I, K, H, W)
+    per_pixel = -torch.logsumexp(torch.log(masks.clamp_min(1e-12)) + log_gauss, dim=2)  # (B, I, H, W)
+    return per_pixel.mean(dim=(2, 3))
+
+
+def tagger_loss(out, x_target, labels=None, class_weight: float = 1.0):
+    """Training loss: the cost averaged over iterations and examples, plus ``class_weight`` x the class
+    cross-entropy at the last iteration on the labelled examples (label -1: unlabelled, ignored).
+
+    Returns ``(loss, {"tagger_cost", "class_ce"})``. Introduced in *Perceptual grouping with Tagger and RTagger*.
+    """
+    cost = tagger_cost(x_target, out["z"], out["masks"], out["v"]).mean()
+    loss, parts = cost, {"tagger_cost": float(cost.detach())}
+    if labels is not None and out["class_probs"] is not None and class_weight > 0:
+        labelled = labels >= 0
+        if labelled.any():
+            p = out["class_probs"][:, -1][labelled]                  # (n, n_classes)
+            ce = F.nll_loss(torch.log(p.clamp_min(1e-12)), labels[labelled])
+            loss = loss + class_weight * ce
+            parts["class_ce"] = float(ce.detach())
+    return loss, parts

@@ -1,0 +1,157 @@
+"""The Part III experiments ``textured_mnist`` and ``moving_mnist_grouping``: smoke runs train and evaluate
+deterministically, paper configs take a step, metrics agree with independent computations, bad input."""
+import numpy as np
+import pytest
+import torch
+
+from rladder_nb.__main__ import compare_metrics
+from rladder_nb.experiments import get_experiment
+from rladder_nb.experiments import moving_mnist_grouping as mm
+from rladder_nb.experiments import textured_mnist as tm
+from rladder_nb.metrics import adjusted_mutual_information
+from rladder_nb.models.tagger import Tagger
+from rladder_nb.models.video import StaticClassifier
+
+
+@pytest.fixture(scope="module")
+def textured_runs():
+    runs = {}
+    for dataset in tm.DATASETS:
+        for model in tm.MODELS:
+            cfg = tm.config(model, "smoke", dataset)
+            net, result = tm.train_model(model, cfg, seed=0, progress=False)
+            runs[(dataset, model)] = (cfg, net, result, tm.evaluate(model, net, cfg, seed=0))
+    return runs
+
+
+@pytest.mark.parametrize("dataset", tm.DATASETS)
+@pytest.mark.parametrize("model", tm.MODELS)
+def test_textured_models_train_and_report_per_iteration_metrics(textured_runs, dataset, model):
+    cfg, net, result, metrics = textured_runs[(dataset, model)]
+    assert result.steps == cfg["n_steps"] and all(np.isfinite(h["loss"]) for h in result.history)
+    assert isinstance(net, StaticClassifier if model == "convnet" else Tagger)
+    n_values = 1 if model == "convnet" else cfg["n_iterations"]
+    assert len(metrics["classification_error"]) == n_values
+    assert all(0 <= e <= 100 for e in metrics["classification_error"])
+    assert ("ami" in metrics) == (model != "convnet")
+    if model != "convnet":
+        assert len(metrics["ami"]) == cfg["n_iterations"] and all(-1 <= a <= 1 for a in metrics["ami"])
+    assert metrics["n_test"] == cfg["n_test"] and metrics["ami_convention"] == "tagger"
+    assert cfg["texture_source"] == "free" and cfg["texture_bank"] == "free"
+
+
+def test_textured_metrics_agree_with_a_direct_computation(textured_runs):
+    cfg, net, _, metrics = textured_runs[("supervised", "rtagger")]
+    out = tm.predict(net, cfg)
+    assert out["masks"].shape == (cfg["n_test"], cfg["n_iterations"], cfg["n_groups"], 28, 28)
+    from sklearn.metrics import adjusted_mutual_info_score
+    last = out["masks"][:, -1].argmax(1).reshape(len(out["labels"]), -1)
+    true = out["true_masks"].argmax(1).reshape(len(out["labels"]), -1)
+    scores = [adjusted_mutual_info_score(t, p) for t, p in zip(true, last) if len(np.unique(t)) > 1]
+    assert np.isclose(np.mean(scores), metrics["ami"][-1], atol=1e-5)
+    error = (out["class_probs"][:, -1].argmax(-1) != out["labels"]).mean() * 100
+    assert np.isclose(error, metrics["classification_error"][-1])
+    assert np.allclose(out["class_probs"].sum(-1), 1, atol=1e-5)
+
+
+def test_textured_evaluation_is_deterministic_and_registered(textured_runs):
+    assert get_experiment("textured_mnist") is tm and get_experiment("moving_mnist_grouping") is mm
+    cfg, net, _, metrics = textured_runs[("semi_supervised", "rtagger")]
+    assert compare_metrics(metrics, tm.evaluate("rtagger", net, cfg, seed=0)) == []
+    again, _ = tm.train_model("rtagger", cfg, seed=0, progress=False)
+    assert compare_metrics(metrics, tm.evaluate("rtagger", again, cfg, seed=0)) == []
+    assert compare_metrics({"ami_convention": "tagger"}, {"ami_convention": "other"})
+
+
+def test_semi_supervised_batches_mix_labelled_and_unlabelled(textured_runs):
+    cfg, _, result, _ = textured_runs[("semi_supervised", "rtagger")]
+    data = tm.load_data(cfg)
+    assert len(data["unlabelled"]) == cfg["n_unlabelled"] > 0 and (data["unlabelled"].labels == -1).all()
+    assert "class_ce" in result.history[0] and "tagger_cost" in result.history[0]
+
+
+def test_moving_mnist_smoke_run_and_metric():
+    cfg = mm.config("rtagger", "smoke")
+    net, result = mm.train_model("rtagger", cfg, seed=0, progress=False)
+    assert result.steps == cfg["n_steps"] and np.isfinite(result.history[-1]["loss"])
+    metrics = mm.evaluate("rtagger", net, cfg, seed=0)
+    assert len(metrics["ami"]) == cfg["n_frames"] - 1
+    assert compare_metrics(metrics, mm.evaluate("rtagger", net, cfg, seed=0)) == []
+    assert mm.evaluation_requirements(cfg) is None and mm.evaluation_requirements(dict(cfg, test_digits="x"))
+    out = mm.predict(net, cfg, n=cfg["n_test"])
+    t = 2  # prediction 2 is of frame 3: an independent re-computation with the metric's convention
+    want = adjusted_mutual_information(out["true_masks"][:, t + 1], out["masks"][:, t], convention="all",
+                                       valid=(~out["overlap"][:, t + 1]) & (out["true_masks"][:, t + 1, 0] < 0.5))
+    assert np.isclose(want, metrics["ami"][t], atol=1e-5, equal_nan=True)
+    fig7 = mm.predict(net, cfg, n=2, n_observed=3, n_generate=2)
+    assert fig7["frames"].shape[1] == 5 and fig7["masks"].shape[1] == 4 and fig7["prediction"].shape[1] == 4
+
+
+@pytest.mark.parametrize("model", tm.MODELS)
+def test_textured_paper_configs_take_a_training_step(model):
+    cfg = dict(tm.config(model, "paper"), batch_size=2, labelled_per_batch=1, n_steps=1, n_labelled=4,
+               n_unlabelled=0, n_test=2)
+    assert cfg["texture_source"] == "auto" and cfg["n_iterations"] == 3 and cfg["n_groups"] == 3
+    net, result = tm.train_model(model, cfg, seed=0, progress=False)
+    assert result.steps == 1 and np.isfinite(result.history[-1]["loss"])
+
+
+def test_moving_paper_config_takes_a_training_step():
+    cfg = dict(mm.config("rtagger", "paper"), batch_size=1, n_steps=1, n_frames=3, canvas=32, digit_size=14)
+    net, result = mm.train_model("rtagger", cfg, seed=0, progress=False)
+    assert result.steps == 1 and np.isfinite(result.history[-1]["loss"])
+    assert mm.config("rtagger", "paper")["n_frames"] == 20
+
+
+def test_bad_input_is_reported():
+    with pytest.raises(ValueError, match="unknown model"):
+        tm.config("resnet", "smoke")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        tm.config("rtagger", "smoke", "fully_unsupervised")
+    with pytest.raises(ValueError, match="scale"):
+        tm.config("rtagger", "huge")
+    with pytest.raises(ValueError, match="unknown model"):
+        mm.config("tagger", "smoke")
+    with pytest.raises(ValueError, match="does not match"):
+        tm.train_model("tagger", tm.config("rtagger", "smoke"), progress=False)
+    with pytest.raises(ValueError, match="cfg must be"):
+        tm.build({"model": "rtagger"})
+    with pytest.raises(ValueError, match="cfg must be"):
+        mm.evaluate("rtagger", None, {})
+    net = tm.build(tm.config("rtagger", "smoke"))
+    with pytest.raises(ValueError, match="n must be"):
+        tm.predict(net, tm.config("rtagger", "smoke"), n=0)
+    with pytest.raises(ValueError, match="n_observed"):
+        mm.predict(mm.build(mm.config("rtagger", "smoke")), mm.config("rtagger", "smoke"), n_observed=0)
+    torch.manual_seed(0)
+
+
+def test_table4_puts_the_papers_numbers_beside_ours():
+    ours = {("supervised", "rtagger"): {"ami": [0.1, 0.2, 0.3], "classification_error": [50.0, 40.0, 30.0]},
+            ("supervised", "convnet"): {"classification_error": [60.0]}}
+    table = tm.table4_markdown(ours, "book")
+    assert "| supervised | rtagger | 0.55 / 0.75 / 0.80 ± 0.01 | 0.100 / 0.200 / 0.300 | 18.2 / 8.0 / 5.9 ± 0.2 " \
+           "| 50.0 / 40.0 / 30.0 |" in table
+    assert "| supervised | convnet | – | – | 14.3 ± 0.46 | 60.0 |" in table
+    assert "| semi_supervised | tagger | – | – | – | not run |" in table
+
+
+def test_cli_reproduce_prints_the_experiments_table(capsys):
+    from rladder_nb.__main__ import main
+
+    assert main(["reproduce", "moving_mnist_grouping", "--scale", "smoke", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| rtagger | 0 |" in out and "0.75" in out and "exclude_background" in out
+
+
+def test_engine_options_reach_the_rladder_and_texture_scale_is_a_config_choice():
+    cfg = tm.config("rtagger", "smoke")
+    cfg.update(cell="reslstm", gate_decoder_to_encoder=True)
+    net = tm.build(cfg)
+    assert net.engine.d2e_gates is not None and net.engine.config["cell"] == "reslstm"
+    assert tm.build(tm.config("tagger", "smoke")).engine.d2e_gates is None   # Tagger: no links to gate
+    default = tm.load_data(tm.config("rtagger", "smoke"))["test"].images
+    cfg["texture_scale_range"] = [0.25, 0.5]                                # finer textures, same digits
+    fine = tm.load_data(cfg)["test"]
+    assert fine.images.shape == default.shape and not torch.equal(fine.images, default)
+    assert torch.equal(fine.masks, tm.load_data(tm.config("rtagger", "smoke"))["test"].masks)
