@@ -8,6 +8,12 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
 * :func:`plot_textured_examples` — the paper's Figure 6a as a grid: inputs above their true masks.
 * :func:`plot_grouping` — the paper's Figure 6b-d: per example the input, each group's
   reconstruction and the coloured segmentation (plus the true one if given).
+* :func:`plot_segmentation_over_iterations` — the coloured segmentation after each Tagger iteration,
+  one row per example: does inference sharpen the grouping?
+* :func:`plot_iteration_curves` — a metric after each iteration (AMI, error), ours as lines, the
+  paper's as open markers.
+* :func:`plot_sequence_grouping` — the paper's Figure 7: input frames (then the true future) above the
+  model's next-step predictions and generated frames, coloured by group.
 """
 from __future__ import annotations
 
@@ -190,5 +196,169 @@ def plot_grouping(images, masks_pred, recon=None, n=4, true_masks=None, panel_si
     for ax, name in zip(axes[0], columns):
         ax.set_title(name, fontsize=8)
     fig.suptitle(title or "Grouping: reconstructions per group and segmentation", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_segmentation_over_iterations(images, masks, n=4, true_masks=None, panel_size=1.5, title=None):
+    """The coloured segmentation after every iteration, one row per example.
+
+    Parameters
+    ----------
+    images : (N, 1, H, W) or (N, H, W) in [0, 1] — shades the colours.
+    masks : (N, I, K, H, W) predicted soft masks after each of the I iterations.
+    n : int — how many examples (rows).
+    true_masks : (N, K_true, H, W) or None — adds a last column with the true segmentation.
+
+    Returns
+    -------
+    matplotlib Figure with an (n, I [+ 1]) grid of axes.
+
+    Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
+    """
+    images = _images_2d(images, "images")
+    n = _count(n, len(images))
+    masks = _as_numpy(masks)
+    if masks.ndim != 5 or masks.shape[0] < n or masks.shape[3:] != images.shape[1:]:
+        raise ValueError(f"masks must be (N, I, K, H, W) with at least {n} images of "
+                         f"{images.shape[1]}x{images.shape[2]} pixels, got shape {masks.shape}")
+    if true_masks is not None:
+        true_masks = _masks(true_masks, "true_masks", n, images.shape[1:])
+    n_iterations = masks.shape[1]
+    ncols = n_iterations + (true_masks is not None)
+    fig, axes = plt.subplots(n, ncols, figsize=(panel_size * ncols, panel_size * n + 0.4), squeeze=False)
+    for i in range(n):
+        for it in range(n_iterations):
+            axes[i, it].imshow(colorize_groups(masks[i, it], images[i]))
+        if true_masks is not None:
+            axes[i, -1].imshow(colorize_groups(true_masks[i], images[i]))
+        for ax in axes[i]:
+            _blank(ax)
+    for it in range(n_iterations):
+        axes[0, it].set_title(f"iteration {it + 1}", fontsize=8)
+    if true_masks is not None:
+        axes[0, -1].set_title("true groups", fontsize=8)
+    fig.suptitle(title or "Segmentation after each iteration", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_iteration_curves(ours, paper=None, ylabel="AMI", ax=None, title=None, colors=None):
+    """A metric after each iteration: ours as lines with dots, the paper's as open markers.
+
+    Parameters
+    ----------
+    ours : dict label -> sequence of values, one per iteration (a single value: a horizontal line,
+        for models without iterations such as a ConvNet).
+    paper : dict label -> sequence of values (or None entries) or None — drawn in the same colour as
+        ``ours`` for labels they share.
+    ylabel : str; ax : matplotlib Axes or None (a new figure).
+    colors : dict label -> matplotlib colour or None — fixes each model's colour across several axes
+        (default: tab10 in the order the labels appear).
+
+    Returns
+    -------
+    matplotlib Axes.
+
+    Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
+    """
+    if not isinstance(ours, dict) or not ours:
+        raise ValueError("ours must be a non-empty dict label -> values per iteration")
+    if paper is not None and not isinstance(paper, dict):
+        raise TypeError(f"paper must be a dict label -> values or None, got {type(paper).__name__}")
+    if colors is not None and not isinstance(colors, dict):
+        raise TypeError(f"colors must be a dict label -> colour or None, got {type(colors).__name__}")
+    curves = {}
+    for name, values in [("ours", ours), ("paper", paper or {})]:
+        for label, v in values.items():
+            v = np.atleast_1d(np.asarray([np.nan if x is None else x for x in np.atleast_1d(v)], dtype=float))
+            if v.ndim != 1 or v.size == 0:
+                raise ValueError(f"{name}[{label!r}] must be a non-empty sequence of numbers, got {v.shape}")
+            curves[name, label] = v
+    n_iterations = max(v.size for v in curves.values())
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.2), constrained_layout=True)
+    colors = {**{label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(dict.fromkeys(
+        [label for _, label in curves]))}, **(colors or {})}
+    steps = np.arange(1, n_iterations + 1)
+    for (name, label), v in curves.items():
+        if name == "ours":
+            if v.size == 1:
+                ax.axhline(v[0], color=colors[label], lw=1.5, label=f"{label} (ours)")
+            else:
+                ax.plot(steps[:v.size], v, "o-", color=colors[label], label=f"{label} (ours)")
+        else:
+            x = steps[-1:] if v.size == 1 else steps[:v.size]
+            ax.plot(x, v, "s--", mfc="none", color=colors[label], alpha=0.8, label=f"{label} (paper)")
+    ax.set_xticks(steps)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_sequence_grouping(frames, pred_masks, predictions, n_observed, true_masks=None, panel_size=1.1,
+                           title=None):
+    """The paper's Figure 7 for one sequence: frames above the model's predictions coloured by group.
+
+    Row 1: frames ``0 .. n_observed - 1`` (the input) then the true future. Row 2: prediction ``p`` is of
+    frame ``p + 1`` (next-step predictions of the observed frames ``1 .. n_observed - 1``, then the future
+    frames, generated), coloured by the predicted groups. Row 3 (with ``true_masks``): the true groups.
+
+    Parameters
+    ----------
+    frames : (F, H, W) in [0, 1] — the true sequence.
+    pred_masks : (P, K, H, W) — predicted masks of frames ``1 .. P`` (P <= F - 1).
+    predictions : (P, H, W) — predicted frames ``1 .. P``.
+    n_observed : int in 1..F — how many frames the model saw (the rest are generated).
+    true_masks : (F, K_true, H, W) or None.
+
+    Returns
+    -------
+    matplotlib Figure with a (2 or 3, F) grid of axes.
+
+    Introduced in *Grouping by motion on Moving MNIST* (Part III).
+    """
+    frames = _as_numpy(frames)
+    if frames.ndim != 3:
+        raise ValueError(f"frames must be (F, H, W), got shape {frames.shape}")
+    n_frames, hw = frames.shape[0], frames.shape[1:]
+    pred_masks, predictions = _as_numpy(pred_masks), _as_numpy(predictions)
+    if pred_masks.ndim != 4 or pred_masks.shape[2:] != hw or not 1 <= pred_masks.shape[0] <= n_frames - 1:
+        raise ValueError(f"pred_masks must be (P, K, H, W) with 1 <= P <= {n_frames - 1} and {hw[0]}x{hw[1]} "
+                         f"pixels, got shape {pred_masks.shape}")
+    if predictions.shape != (pred_masks.shape[0], *hw):
+        raise ValueError(f"predictions must be (P, H, W) = {(pred_masks.shape[0], *hw)}, got {predictions.shape}")
+    if not isinstance(n_observed, (int, np.integer)) or not 1 <= n_observed <= n_frames:
+        raise ValueError(f"n_observed must be an integer in 1..{n_frames}, got {n_observed!r}")
+    if true_masks is not None:
+        true_masks = _as_numpy(true_masks)
+        if true_masks.ndim != 4 or true_masks.shape[0] != n_frames or true_masks.shape[2:] != hw:
+            raise ValueError(f"true_masks must be (F, K_true, H, W) with F = {n_frames}, got {true_masks.shape}")
+    nrows = 2 + (true_masks is not None)
+    fig, axes = plt.subplots(nrows, n_frames, figsize=(panel_size * n_frames, panel_size * nrows + 0.5),
+                             squeeze=False)
+    for t in range(n_frames):
+        axes[0, t].imshow(frames[t], cmap="gray", vmin=0, vmax=1)
+        axes[0, t].set_title(f"{'frame' if t < n_observed else 'future'} {t}", fontsize=7,
+                             color="black" if t < n_observed else "tab:red")
+        if 1 <= t <= pred_masks.shape[0]:
+            shade = np.clip(predictions[t - 1], 0, 1)
+            axes[1, t].imshow(colorize_groups(pred_masks[t - 1], shade, shade=0.8))
+            axes[1, t].set_title("predicted" if t < n_observed else "generated", fontsize=7,
+                                 color="black" if t < n_observed else "tab:red")
+        else:
+            axes[1, t].axis("off")
+        if true_masks is not None:
+            axes[2, t].imshow(colorize_groups(true_masks[t], frames[t], shade=0.8))
+        for row in axes[:, t]:
+            _blank(row)
+    axes[0, 0].set_ylabel("input / truth", fontsize=7)
+    axes[1, 1].set_ylabel("model", fontsize=7)
+    if true_masks is not None:
+        axes[2, 0].set_ylabel("true groups", fontsize=7)
+    fig.suptitle(title or "Next-step predictions, then generated frames, coloured by group", fontsize=10)
     fig.tight_layout()
     return fig
