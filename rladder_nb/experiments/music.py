@@ -60,9 +60,9 @@ CHAPTER_SIZES = {
     "book": dict(prime_len=16, continuation=32, n_samples=3, audio_steps=48, explorer_pieces=20),
     "paper": dict(prime_len=32, continuation=64, n_samples=4, audio_steps=128, explorer_pieces=77),
 }
-# (scale, dataset) -> changes to SCALES[scale]: the book-scale step budgets (a 2-core CPU, about 5-10 minutes
-# per RLadder run; JSB and Nottingham, which the book discusses most, get the most)
-DATASET_OVERRIDES = {("book", "jsb"): dict(n_steps=600), ("book", "nottingham"): dict(n_steps=500),
+# (scale, dataset) -> changes to SCALES[scale]: the book-scale step budgets (a 2-core CPU, about 1 s per RLadder
+# step; JSB, which the book discusses most, gets the most: about 20 minutes)
+DATASET_OVERRIDES = {("book", "jsb"): dict(n_steps=1200), ("book", "nottingham"): dict(n_steps=500),
                      ("book", "musedata"): dict(n_steps=300), ("book", "pianomidi"): dict(n_steps=300)}
 INPUT_DROPOUT = {"smoke": 0.1, "book": 0.1, "paper": 0.1}  # the same for the RLadder and the LSTM
 SMOOTHING = 1.0  # Laplace pseudo-count of the Bernoulli floor (our choice; 0.01..1 agree to 0.01 nats)
