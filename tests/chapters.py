@@ -61,12 +61,26 @@ def run_chapter(path, scale: str = "smoke", timeout: int = 600):
     env_before = dict(os.environ)
     os.environ["RLADDER_NB_SCALE"] = scale
     os.environ.pop("MPLBACKEND", None)  # the kernel must use the inline backend, as in the book
+    from nbclient.exceptions import DeadKernelError
+
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
-        start = time.perf_counter()
-        client.execute()
-        return nb, time.perf_counter() - start
+        for attempt in (1, 2):
+            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", startup_timeout=180,
+                                    resources={"metadata": {"path": str(path.parent)}})
+            start = time.perf_counter()
+            try:
+                client.execute()
+            except DeadKernelError as error:
+                # the kernel process died (seen rarely on a busy 2-core machine, never reproduced alone):
+                # run the whole chapter once more in a fresh kernel, and say so; a cell's own error
+                # (CellExecutionError) is never retried
+                if attempt == 2:
+                    raise
+                print(f"{path.name}: the kernel died ({error}); running the chapter again in a fresh kernel",
+                      file=sys.stderr)
+                nb = jupytext.read(path)
+                continue
+            return nb, time.perf_counter() - start
     finally:
         os.environ.clear()
         os.environ.update(env_before)

@@ -186,8 +186,9 @@ class ResidualLSTMCell(nn.Module):
         super().__init__()
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"sizes must be >= 1, got input_size={input_size}, hidden_size={hidden_size}")
-        self.hidden_size = hidden_size
+        self.input_size, self.hidden_size = input_size, hidden_size
         if conv:
+            self.in_channels = input_size   # the name the ConvLSTM/ConvGRU cells use
             k = _pair(kernel_size)
             groups = max(1, min(8, hidden_size // 4))
             while hidden_size % groups:
