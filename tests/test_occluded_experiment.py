@@ -62,6 +62,10 @@ def test_paper_scale_configs_build_and_take_a_training_step(model):
     assert result.steps == 1 and np.isfinite(result.history[-1]["loss"])
     if cfg["kind"] == "rladder":
         assert [s[0] for s in net.shapes[1:]] == [layer[1] for layer in cfg["layers"]]
+    if cfg["prediction_weight"] > 0:  # and the prediction cost, as it is once its warm-up is over
+        _, make_batch, loss_fn = om.training_setup(cfg, seed=0)
+        loss, parts = loss_fn(net, make_batch(cfg["prediction_warmup"][1]))
+        assert "prediction_sse" in parts and np.isfinite(loss.item())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -135,10 +139,30 @@ def test_loss_terms_match_a_direct_computation():
     ce = np.mean([F.cross_entropy(out["logits"][:, t], labels).item() for t in range(5)])
     sse = np.mean([((out["bottom"][b, t] - x[b, t + 1]) ** 2).sum().item() for b in range(4) for t in range(4)])
     assert np.isclose(parts["class_ce"], ce, rtol=1e-5) and np.isclose(parts["prediction_sse"], sse, rtol=1e-5)
-    assert np.isclose(loss.item(), ce + sse, rtol=1e-5)
+    assert np.isclose(loss.item(), ce + om.PREDICTION_WEIGHT * sse, rtol=1e-5)
     last = dict(cfg, class_frames="last")
     assert np.isclose(om.loss_terms(last, out, x, labels)[1]["class_ce"],
                       F.cross_entropy(out["logits"][:, -1], labels).item(), rtol=1e-6)
+
+
+def test_prediction_weight_ramps_in_after_the_class_cost_starts():
+    torch.manual_seed(0)
+    cfg = dict(om.config("rladder", "smoke"), prediction_warmup=[100, 300])
+    x, labels = torch.rand(2, 5, 1, 32, 32), torch.tensor([1, 2])
+    out = {"logits": torch.randn(2, 5, 10), "bottom": torch.rand(2, 5, 1, 32, 32)}
+    full = cfg["prediction_weight"]
+    assert [om.prediction_weight_at(cfg, s) for s in (0, 100, 200, 300, 10_000, None)] == \
+        [0.0, 0.0, full / 2, full, full, full]
+    early, parts = om.loss_terms(cfg, out, x, labels, step=50)
+    assert "prediction_sse" not in parts and np.isclose(early.item(), parts["class_ce"])
+    mid, parts = om.loss_terms(cfg, out, x, labels, step=200)
+    assert np.isclose(mid.item(), parts["class_ce"] + full / 2 * parts["prediction_sse"], rtol=1e-5)
+    # a row without the class cost has nothing to ramp against: full weight from the first step
+    no_class = dict(om.config("rladder_no_classification", "smoke"), prediction_warmup=[100, 300])
+    assert om.prediction_weight_at(no_class, 0) == no_class["prediction_weight"]
+    # the training batches carry their step, so a run's loss follows the schedule
+    net, make_batch, loss_fn = om.training_setup(cfg, seed=0)
+    assert make_batch(7)[2] == 7 and "prediction_sse" not in loss_fn(net, make_batch(7))[1]
 
 
 class _Oracle(torch.nn.Module):

@@ -132,6 +132,22 @@ def test_gated_decoder_to_encoder_links_start_closed_and_learn_to_open():
     assert RLadder((6,), [dense(8)], decoder_to_encoder=False, gate_decoder_to_encoder=True).d2e_gates is None
 
 
+@pytest.mark.parametrize("cell", ["lstm", "reslstm"])
+def test_zero_bias_init_zeroes_exactly_the_bottom_up_biases(cell):
+    layers = [conv(4, stride=2), dense(6)]
+    torch.manual_seed(0)
+    default = RLadder((1, 8, 8), layers, cell=cell, n_classes=3)
+    torch.manual_seed(0)
+    zeroed = RLadder((1, 8, 8), layers, cell=cell, n_classes=3, zero_bias_init=True)
+    assert zeroed.config["zero_bias_init"] and not default.config["zero_bias_init"]
+    changed = {n for n, p in zeroed.named_parameters() if not torch.equal(p, dict(default.named_parameters())[n])}
+    expected = {"up.0.bias", "up.1.1.bias"} | ({"cells.0.feedforward.0.bias", "cells.1.feedforward.0.bias"}
+                                                if cell == "reslstm" else set())
+    assert changed == expected   # the same draws otherwise: only these biases differ, and they are 0
+    assert all(torch.count_nonzero(dict(zeroed.named_parameters())[n]) == 0 for n in expected)
+    assert all(torch.count_nonzero(dict(default.named_parameters())[n]) > 0 for n in expected)
+
+
 def test_step_by_step_equals_forward():
     torch.manual_seed(0)
     net = RLadder((1, 8, 8), [conv(4, stride=2), dense(6)], n_classes=3, cell="reslstm",
