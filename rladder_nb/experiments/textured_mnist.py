@@ -20,8 +20,9 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
   group; :func:`rladder_nb.metrics.adjusted_mutual_information`), ``classification_error`` (%) per
   iteration (the ConvNet: one value), on the fixed test split with seeded noise and initial masks.
 * Sizes, layers and hyper-parameters are our reconstruction (the paper's Appendix D.3 is unavailable).
-* **Measured at book scale** (1,200 steps, about 6-7 minutes on one thread): grouping has not emerged
-  yet. The K groups settle on a symmetric solution -- near-uniform masks, every group reconstructing
+* **Measured at book scale** (1,200 steps, about 6-7 minutes on one thread; 20,000 training examples
+  since the ConvNet overfitted the earlier 3,000, see :data:`~rladder_nb.data.textured_mnist.SIZES`):
+  grouping has not emerged yet. The K groups settle on a symmetric solution -- near-uniform masks, every group reconstructing
   the whole image -- so the AMI stays near 0 and the class cost has only started to fall. The paper
   trained on 50k examples for an unstated (surely far larger) number of updates. 600-step pilots that
   did not break the symmetry either: lr 2e-3 with noise 0.3; a residual mask update; the Occluded
