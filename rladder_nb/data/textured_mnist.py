@@ -7,10 +7,10 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
   one texture, the background with a different one. Both patches are randomly rotated and scaled
   (:func:`rladder_nb.data.textures.sample_texture_patches`).
 * Canvas: the digit's own 28x28 by default (``canvas_size`` pads it centrally, e.g. to 32).
-* Ground truth: ``masks`` (N, 2, H, W), group :data:`BACKGROUND_GROUP` = 0 the background (first,
-  as in two-digit Moving MNIST), group :data:`DIGIT_GROUP` = 1 the digit, summing to one per pixel. Hard masks by default (digit
-  where the thickened intensity exceeds ``mask_threshold``, as Tagger's data had); ``soft_masks=True``
-  uses the thickened intensity itself and blends the textures with it.
+* Ground truth: ``masks`` (N, 2, H, W), group :data:`BACKGROUND_GROUP` = 0 the background (first, as in
+  two-digit Moving MNIST), group :data:`DIGIT_GROUP` = 1 the digit, summing to one per pixel. Hard masks by
+  default (digit where the thickened intensity exceeds ``mask_threshold``, as Tagger's data had);
+  ``soft_masks=True`` uses the thickened intensity itself and blends the textures with it.
 * Everything is vectorised over examples (thousands per second on a laptop CPU) and fully
   determined by ``seed``.
 * :func:`make_splits` builds labelled / unlabelled / test :class:`TexturedMNIST` datasets; the
