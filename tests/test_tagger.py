@@ -150,6 +150,8 @@ def test_bad_input_is_reported():
         Tagger(SHAPE, LAYERS, mask_update="sticky")
     with pytest.raises(ValueError, match="noise_std"):
         Tagger(SHAPE, LAYERS, noise_std=-1)
+    with pytest.raises(ValueError, match="unknown head_norm"):
+        Tagger(SHAPE, LAYERS, head_norm="layer")
     net = _net()
     with pytest.raises(ValueError, match="expected x of shape"):
         net(torch.rand(2, 1, 9, 8), 2)
@@ -175,3 +177,26 @@ def test_residual_mask_update_adds_the_log_of_the_current_masks():
         a, b = direct(x, 1, initial_masks=m0), residual(x, 1, initial_masks=m0)
     want = (torch.log(a["masks"][:, 0]) + torch.log(m0)).softmax(1)   # softmax(head + log m0)
     assert torch.allclose(b["masks"][:, 0], want, atol=1e-5) and torch.allclose(a["z"], b["z"])
+
+
+def test_tagger_head_norm_normalises_over_batch_and_groups_then_rescales():
+    torch.manual_seed(0)
+    net = Tagger(SHAPE, LAYERS, n_groups=3, head_norm="tagger").eval()
+    raw = {}
+    net.z_head.register_forward_hook(lambda mod, inp, out: raw.__setitem__("z", out))
+    net.mask_head.register_forward_hook(lambda mod, inp, out: raw.__setitem__("m", out))
+    x, m0 = torch.rand(4, *SHAPE), torch.rand(4, 3, 8, 8).softmax(1)
+
+    def normalised(t):
+        return (t - t.mean((0, 1), keepdim=True)) / torch.sqrt(t.var((0, 1), unbiased=False, keepdim=True) + 1e-5)
+
+    with torch.no_grad():
+        out = net(x, 1, initial_masks=m0)
+        z, logits = raw["z"].reshape(4, 3, *SHAPE), raw["m"].reshape(4, 3, 8, 8)
+        assert torch.allclose(out["z"][:, 0], normalised(z), atol=1e-4)   # c_1 = 1, b_1 = 0 at the start
+        assert torch.allclose(out["masks"][:, 0], normalised(logits).softmax(1), atol=1e-4)
+        net.mask_scale.fill_(0.0)                                           # c_2 = 0: uniform masks
+        assert torch.allclose(net(x, 1, initial_masks=m0)["masks"], torch.full((4, 1, 3, 8, 8), 1 / 3))
+    plain = Tagger(SHAPE, LAYERS, n_groups=3)
+    assert net.config["head_norm"] == "tagger" and plain.config["head_norm"] is None
+    assert set(net.state_dict()) - set(plain.state_dict()) == {"z_scale", "z_shift", "mask_scale"}

@@ -73,6 +73,7 @@ SCALES = {
 # the ConvNet is ~40x faster per step than the RTagger: at book scale it gets 5x the steps (still < 1 minute)
 CONVNET_STEPS = {"smoke": 3, "book": 6000, "paper": 50_000}
 NOISE_STD = 0.2
+HEAD_NORM = "tagger"     # the Tagger's heads normalised over batch and groups (its released code; module docstring)
 CLASS_WEIGHT = 1.0
 EVAL_CHUNK = 200
 # the paper's Table 4 (strings as printed): AMI and classification error (%) per RTagger iteration
@@ -103,7 +104,8 @@ def config(model: str, scale: str, dataset: str = DEFAULT_DATASET) -> dict:
         sizes["n_steps"] = CONVNET_STEPS[scale]
     return dict(model=model, scale=scale, dataset=dataset, data_seed=DATA_SEED, noise_std=NOISE_STD,
                 engine={"rtagger": "rladder", "tagger": "ladder"}.get(model), cell="lstm", combinator="vanilla",
-                norm="auto", class_weight=CLASS_WEIGHT, ami_convention=AMI_CONVENTION,
+                norm="auto", head_norm=HEAD_NORM if model != "convnet" else None, class_weight=CLASS_WEIGHT,
+                ami_convention=AMI_CONVENTION,
                 **SIZES[scale][dataset], **sizes)
 
 
@@ -120,7 +122,8 @@ def build(cfg: dict):
         return StaticClassifier((1, 28, 28), cfg["layers"], N_CLASSES)
     return Tagger((1, 28, 28), cfg["layers"], n_groups=cfg["n_groups"], engine=cfg["engine"], n_classes=N_CLASSES,
                   noise_std=cfg["noise_std"], cell=cfg["cell"], combinator=cfg["combinator"], norm=cfg["norm"],
-                  gate_decoder_to_encoder=cfg.get("gate_decoder_to_encoder", False))
+                  gate_decoder_to_encoder=cfg.get("gate_decoder_to_encoder", False),
+                  head_norm=cfg.get("head_norm"), zero_bias_init=cfg.get("zero_bias_init", False))
 
 
 @functools.lru_cache(maxsize=4)

@@ -14,7 +14,11 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III); the vide
 * **Heads** on the engine's bottom decoder output ``d_0`` (4C channels): a 1x1 conv to C channels gives
   the new ``z_k``; a 1x1 conv to one channel, softmaxed over the groups, the new ``m_k``
   (``mask_update='residual'``, our option: ``log m_k`` is added to that logit, so the head learns a
-  change of the current masks).
+  change of the current masks). With ``head_norm='tagger'`` (as in the Tagger's released code), each
+  head's output is normalised per pixel over the batch and the groups (zero mean, unit variance, batch
+  statistics also at evaluation) and then scaled: ``z_k = c_1 * zhat + b_1`` (per pixel, ``c_1`` starts
+  at 1, ``b_1`` at 0) and the mask logits by one learned scalar ``c_2`` (starts at 1). The mask logits
+  then cannot all shrink to one value -- the groups cannot start out identical -- until ``c_2`` learns to.
 * **Engines.** ``engine='rladder'`` (RTagger): one :meth:`RLadder.step` per iteration, the state carried
   over, decoder-to-encoder links on. ``engine='ladder'`` (Tagger): the state is reset at every iteration
   and there are no decoder-to-encoder links -- a feed-forward convolutional Ladder applied afresh at each
@@ -38,6 +42,7 @@ from .rladder import RLadder
 
 ENGINES = ("rladder", "ladder")
 MASK_UPDATES = ("direct", "residual")   # new mask logits = head(d_0), or log m_k + head(d_0) (our option)
+HEAD_NORMS = (None, "tagger")   # the heads' outputs as they are, or normalised as in the released Tagger code
 INITIAL_Z = 0.5        # the constant every z_k starts from (Tagger's choice for inputs in [0, 1])
 INITIAL_V = 0.1        # initial value of the learned variance v (our choice)
 
@@ -66,12 +71,17 @@ class Tagger(nn.Module):
         Passed to the engine (see :class:`~rladder_nb.models.rladder.RLadder`).
     mask_update : {'direct', 'residual'}
         New mask logits from the head alone (NOTES §5), or added to ``log m_k`` (our option).
+    head_norm : {None, 'tagger'}
+        The heads' outputs as they are, or normalised over batch and groups and rescaled (see the
+        module docstring).
+    zero_bias_init : bool
+        Passed to the engine (see :class:`~rladder_nb.models.rladder.RLadder`).
     """
 
     def __init__(self, input_shape, layers, n_groups: int = 3, engine: str = "rladder", n_classes=None,
                  noise_std: float = 0.2, cell: str = "lstm", combinator: str = "vanilla", norm="auto",
                  gate_decoder_to_encoder: bool = False,
-                 mask_update: str = "direct"):
+                 mask_update: str = "direct", head_norm=None, zero_bias_init: bool = False):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) != 3 or min(input_shape) < 1:
@@ -81,6 +91,8 @@ class Tagger(nn.Module):
                              "('rladder' for RTagger, 'ladder' for Tagger)")
         if mask_update not in MASK_UPDATES:
             raise ValueError(f"unknown mask_update {mask_update!r}: expected one of {MASK_UPDATES}")
+        if head_norm not in HEAD_NORMS:
+            raise ValueError(f"unknown head_norm {head_norm!r}: expected one of {HEAD_NORMS}")
         if not isinstance(n_groups, int) or n_groups < 2:
             raise ValueError(f"n_groups must be an integer >= 2, got {n_groups!r}")
         if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 1):
@@ -92,17 +104,22 @@ class Tagger(nn.Module):
         self.engine = RLadder(self.engine_input_shape, layers, cell=cell, combinator=combinator, decoder=True,
                               decoder_to_encoder=(engine == "rladder"),
                               n_classes=(n_classes + 1 if n_classes else None), bottom_output=True, norm=norm,
-                              gate_decoder_to_encoder=gate_decoder_to_encoder)
+                              gate_decoder_to_encoder=gate_decoder_to_encoder, zero_bias_init=zero_bias_init)
         self.config = dict(input_shape=input_shape, layers=self.engine.config["layers"], n_groups=n_groups,
                            engine=engine, n_classes=n_classes, noise_std=float(noise_std), cell=cell,
                            combinator=combinator, norm=norm, mask_update=mask_update,
-                           gate_decoder_to_encoder=bool(gate_decoder_to_encoder))
-        self.mask_update = mask_update
+                           gate_decoder_to_encoder=bool(gate_decoder_to_encoder), head_norm=head_norm,
+                           zero_bias_init=bool(zero_bias_init))
+        self.mask_update, self.head_norm = mask_update, head_norm
         self.input_shape, self.n_groups, self.engine_kind = input_shape, n_groups, engine
         self.n_classes, self.noise_std = n_classes, float(noise_std)
         self.z_head = nn.Conv2d(4 * C, C, 1)      # d_0 -> new z_k
         self.mask_head = nn.Conv2d(4 * C, 1, 1)   # d_0 -> logit of the new m_k
         self.v_raw = nn.Parameter(torch.tensor(math.log(math.expm1(INITIAL_V))))
+        if head_norm == "tagger":
+            self.z_scale = nn.Parameter(torch.ones(C, H, W))     # c_1
+            self.z_shift = nn.Parameter(torch.zeros(C, H, W))    # b_1
+            self.mask_scale = nn.Parameter(torch.tensor(1.0))    # c_2
 
     @property
     def v(self) -> torch.Tensor:
@@ -188,6 +205,9 @@ class Tagger(nn.Module):
             d0 = out["bottom"]                                      # (B*K, 4C, H, W)
             z = self.z_head(d0).reshape(B, K, C, H, W)
             logits = self.mask_head(d0).reshape(B, K, H, W)
+            if self.head_norm == "tagger":
+                z = self.z_scale * _normalise_over_batch_and_groups(z) + self.z_shift
+                logits = self.mask_scale * _normalise_over_batch_and_groups(logits)
             if self.mask_update == "residual":                     # a change of the current masks
                 logits = logits + torch.log(m.clamp_min(1e-6))
             m = logits.softmax(dim=1)
@@ -198,6 +218,13 @@ class Tagger(nn.Module):
                 probs.append(group_class_probabilities(out["logits"].reshape(B, K, -1)))
         return {"z": torch.stack(zs, 1), "masks": torch.stack(ms, 1), "prediction": torch.stack(preds, 1),
                 "class_probs": torch.stack(probs, 1) if probs else None, "v": self.v}
+
+
+def _normalise_over_batch_and_groups(t, eps=1e-5):
+    """Zero mean and unit variance per pixel (and channel) over the first two dimensions (batch, groups)."""
+    mean = t.mean(dim=(0, 1), keepdim=True)
+    var = t.var(dim=(0, 1), unbiased=False, keepdim=True)
+    return (t - mean) / torch.sqrt(var + eps)
 
 
 def group_class_probabilities(logits) -> torch.Tensor:
