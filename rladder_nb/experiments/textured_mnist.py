@@ -85,7 +85,7 @@ SCALES = {
 # the ConvNet is ~40x faster per step than the RTagger: at book scale it gets 5x the steps (still < 1 minute)
 CONVNET_STEPS = {"smoke": 3, "book": 6000, "paper": 50_000}
 NOISE_STD = 0.2
-HEAD_NORM = "tagger"     # the Tagger's heads normalised over batch and groups (its released code; module docstring)
+HEAD_NORM = "tagger"     # heads normalised over batch and groups, as in the Tagger's released code
 CLASS_WEIGHT = 1.0
 EVAL_CHUNK = 200
 # the paper's Table 4 (strings as printed): AMI and classification error (%) per RTagger iteration
