@@ -25,34 +25,34 @@ the ablation chapter reads its trained models from the zoo.
   occluded frames, averaged over the 4 frames and every pixel of the 32x32 canvas, times 1e5 (the
   paper's scale; its own definition is not given). Per-frame versions too. A model without the output
   (or trained with weight 0 on it) omits the metric: the paper's "-".
-* **What makes it train** (short runs on this task; our reconstruction): GroupNorm in the convolutional
-  cells, lr 1e-3, the class cost at every frame, small batches (16), and four choices, the first two made
-  after a stack of plain ConvLSTMs sat on a class-cost plateau at ln 10 for 1,200-1,800 steps (and the full
-  RLadder reached only 65.8 % error in 5,000): (1) residual cells, ``cell='reslstm'``
+* **What makes it train** (short runs on this task; our reconstruction): GroupNorm in the convolutional cells,
+  lr 1e-3, the class cost at every frame, small batches (16), and four choices, the first two made after a
+  stack of plain ConvLSTMs sat on a class-cost plateau at ln 10 for 1,200-1,800 steps (and the full RLadder
+  reached only 65.8 % error in 5,000): (1) residual cells, ``cell='reslstm'``
   (:class:`~rladder_nb.models.cells.ResidualLSTMCell`: a conv-GroupNorm-ReLU layer with a ConvLSTM added on
   top), with which the hierarchical RNN's class cost falls from the first few hundred steps; (2) gated
-  decoder-to-encoder links, ``gate_decoder_to_encoder=True`` (a learned scalar per layer, starting at 0):
-  with the links open from the start -- even with their weights starting at zero -- the RLadder without the
+  decoder-to-encoder links, ``gate_decoder_to_encoder=True`` (a learned scalar per layer, starting at 0): with
+  the links open from the start -- even with their weights starting at zero -- the RLadder without the
   prediction task stayed at chance for 1,500 steps; with the gates it learns like the hierarchical RNN (and
   with every other choice below in place, the full RLadder with open links: 21.65 % error after 8,000 steps,
-  with the gates 10.30 %, with the gates held at 0.2 instead of learned 11.1 %; seed 0). Tried and not
-  enough on their own: no gradient clipping, lr 3e-3, LayerNorm/none in the cells. (3) The balance of the two costs. With the prediction weight at 1 from the
-  first step, the class cost of the RLadder sat at ln 10 for ~1,000 steps while the prediction learnt the
-  background and the motion, and then fell at about half the hierarchical RNN's pace (8,000-step runs
-  recorded before this change: 35.4 % and 23.0 % error, seeds 0 and 1, against 10.9 % for the hierarchical
-  RNN). 2,500-step pilots, seed 0, test error on 1,000 sequences: weight 1 with Adam's beta2 0.99: 71.5 %;
-  weight 1 with the top layer's top-down input detached: 69.8 %; a bottom layer of 16 channels: 72.9 %;
-  weight 0.2: 61.5 %; weight 0.05: 46.9 % (the class cost starts ~700 steps late, then falls like the
-  hierarchical RNN's); weight 1 ramped in over steps 600-1,200: 59.3 %; **weight 0.05 ramped in: 36.7 %**
-  (the hierarchical RNN with beta2 0.99: 36.8 %). So the prediction task's gradient, not its place at the
-  top or the bottom layer's width, slowed the shared encoder: Adam moves every weight by about the learning
-  rate per step, in whatever direction the dominant cost points. With (1), (2) and (4) in place, weight 1
-  ramped in, 8,000 steps, seed 0: 12.3 % error and prediction error 332.6 (x1e-5), against 10.30 % and
-  429.5 with 0.05: the weight trades one task for the other. (4) Zero-initialised biases of the
-  bottom-up maps, ``zero_bias_init=True`` (see :class:`~rladder_nb.models.rladder.RLadder`): with PyTorch's
-  random biases some initialisations (seed 0 of the RLadder, and the hierarchical RNN given the same encoder
-  weights) sat at chance for 1,000+ steps. Earlier zoo entries recorded with ``cell='lstm'``, a prediction
-  weight of 1 or random biases keep their own config and still load.
+  with the gates 10.30 %, with the gates held at 0.2 instead of learned 11.1 %; seed 0). Tried and not enough
+  on their own: no gradient clipping, lr 3e-3, LayerNorm/none in the cells. (3) The balance of the two costs.
+  With the prediction weight at 1 from the first step, the class cost of the RLadder sat at ln 10 for ~1,000
+  steps while the prediction learnt the background and the motion, and then fell at about half the
+  hierarchical RNN's pace (8,000-step runs recorded before this change: 35.4 % and 23.0 % error, seeds 0 and
+  1, against 10.9 % for the hierarchical RNN). 2,500-step pilots, seed 0, test error on 1,000 sequences:
+  weight 1 with Adam's beta2 0.99: 71.5 %; weight 1 with the top layer's top-down input detached: 69.8 %; a
+  bottom layer of 16 channels: 72.9 %; weight 0.2: 61.5 %; weight 0.05: 46.9 % (the class cost starts ~700
+  steps late, then falls like the hierarchical RNN's); weight 1 ramped in over steps 600-1,200: 59.3 %;
+  **weight 0.05 ramped in: 36.7 %** (the hierarchical RNN with beta2 0.99: 36.8 %). So the prediction task's
+  gradient, not its place at the top or the bottom layer's width, slowed the shared encoder: Adam moves every
+  weight by about the learning rate per step, in whatever direction the dominant cost points. With (1), (2)
+  and (4) in place, weight 1 ramped in, 8,000 steps, seed 0: 12.3 % error and prediction error 332.6 (x1e-5),
+  against 10.30 % and 429.5 with 0.05: the weight trades one task for the other. (4) Zero-initialised biases
+  of the bottom-up maps, ``zero_bias_init=True`` (see :class:`~rladder_nb.models.rladder.RLadder`): with
+  PyTorch's random biases some initialisations (seed 0 of the RLadder, and the hierarchical RNN given the same
+  encoder weights) sat at chance for 1,000+ steps. Earlier zoo entries recorded with ``cell='lstm'``, a
+  prediction weight of 1 or random biases keep their own config and still load.
 * **Longer runs** (diagnostic, seed 0, book config with ``n_steps=16,000``, not in the zoo): RLadder
   7.2 % error (prediction error 406.7), hierarchical RNN 7.3 %, against 10.30 % and 9.25 % after the book
   scale's 8,000 steps: both gain about 2 points and still tie; the RLadder's gates stay closed (alpha =
