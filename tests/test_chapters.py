@@ -1,5 +1,7 @@
 """Every chapter of the book runs top to bottom at smoke scale and follows the chapter template."""
 import re
+import warnings
+from datetime import datetime
 
 import pytest
 
@@ -31,10 +33,33 @@ def test_chapter_follows_the_template(path):
     assert "## Summary" in text and "{bibliography}" in text
 
 
+def _slowest_cell(nb):
+    """``(cell index, seconds)`` of the code cell with the longest time from its execute_input to its
+    reply, from nbclient's timing metadata (None where it is missing)."""
+    worst = None
+    for i, cell in enumerate(nb.cells):
+        t = cell.get("metadata", {}).get("execution", {})
+        try:
+            dt = (datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00"))
+                  - datetime.fromisoformat(t["iopub.execute_input"].replace("Z", "+00:00"))).total_seconds()
+        except (KeyError, ValueError, AttributeError):
+            continue
+        if worst is None or dt > worst[1]:
+            worst = (i, dt)
+    return worst
+
+
 @pytest.mark.chapter
 @pytest.mark.parametrize("path", CHAPTERS, ids=str)
 def test_chapter_runs_at_smoke_scale(path):
     nb, seconds = run_chapter(path, scale="smoke", timeout=SMOKE_SECONDS)
+    if seconds >= SMOKE_SECONDS:
+        # Seen a few times on a 2-core machine: a chapter that takes seconds stalls once for about the
+        # client's timeout (kernel messaging, not the chapter's code). Run it once more in a fresh kernel
+        # and say so; a chapter that is really slow fails the second time too.
+        warnings.warn(f"{path} took {seconds:.0f} s at smoke scale (slowest cell by nbclient's timing: "
+                      f"{_slowest_cell(nb)}); running it once more")
+        nb, seconds = run_chapter(path, scale="smoke", timeout=SMOKE_SECONDS)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
