@@ -64,7 +64,8 @@ the ablation chapter reads its trained models from the zoo.
   10.85 % error (prediction error 433.4), gates 0.006, 0.003, 0.000, -0.034. (b) The predicted frame
   ``d_0(t-1)`` fed, through its own gate, to the bottom encoder layer beside ``x(t)`` (a link the paper's
   text leaves open -- its bottom encoder cell "sends observed data" -- and our ``RLadder`` omits): 10.65 %
-  (457.8), that gate 0.126, the others -0.015, -0.029, 0.006, -0.060. Neither beats the book config's 10.30 %; the gates stay near 0 either way.
+  (457.8), that gate 0.126, the others -0.015, -0.029, 0.006, -0.060. Neither beats the book config's
+  10.30 %; the gates stay near 0 either way.
 * **Throughput** (:func:`measure_throughput`, book configs with the earlier plain ConvLSTM cells -- the
   residual cells add a convolution per layer, and the chapters measure the current ones live --, batch 16,
   20 s per model, one torch thread, torch 2.13, a 2-core CPU shared with other jobs, load average 2-3),
