@@ -56,7 +56,9 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
   error, AMI 0.020; the state carried without the links: 91.7 %, 0.040; zero-initialised biases
   (``zero_bias_init=True``): 92.7 %, 0.032 -- the class cost at ln 10 in all three, so neither the state
   nor the links alone explain why the Tagger's class cost leaves ln 10 within 1,200 steps and the
-  RTagger's does not.
+  RTagger's does not. *A fully-connected engine* (layers dense 512, 256, 64; the Tagger's released code is
+  fully connected, 3000-2000-1000 units pretrained without labels for 150 epochs): AMI 0.000, 91.7 %
+  error -- a dense network cannot denoise locally, but at this budget it does not group either.
 """
 from __future__ import annotations
 
