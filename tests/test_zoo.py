@@ -90,3 +90,27 @@ def test_load_or_train_rejects_unknown_names():
         zoo.load_or_train("toy_static", "transformer", "smoke")
     with pytest.raises(ValueError, match="unknown scale"):
         zoo.load_or_train("toy_static", "rladder", "galactic")
+
+
+def test_code_version_marks_changed_code_but_not_the_zoo(tmp_path):
+    """``-dirty`` means changed code: a changed zoo file (recording writes one before stamping) does not count."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "rladder_nb" / "zoo" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "rladder_nb" / "zoo" / "__init__.py").write_text("x = 1\n")
+    (tmp_path / "rladder_nb" / "zoo" / "checkpoints" / "a.pt").write_bytes(b"1")
+    (tmp_path / "rladder_nb" / "zoo" / "manifest.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "start")
+    clean = zoo.code_version(tmp_path)
+    assert "+g" in clean and not clean.endswith("-dirty")
+    (tmp_path / "rladder_nb" / "zoo" / "manifest.json").write_text('{"new": 1}\n')
+    (tmp_path / "rladder_nb" / "zoo" / "checkpoints" / "a.pt").write_bytes(b"2")
+    assert zoo.code_version(tmp_path) == clean
+    (tmp_path / "rladder_nb" / "zoo" / "__init__.py").write_text("x = 2\n")
+    assert zoo.code_version(tmp_path) == clean + "-dirty"

@@ -61,18 +61,25 @@ def find_entries(experiment=None, model=None, scale=None, dataset=None, manifest
     return {k: e for k, e in manifest.items() if all(v is None or e.get(f) == v for f, v in want.items())}
 
 
-def code_version() -> str:
-    """``git describe`` of the working tree when available, else the package version."""
+def code_version(root=None) -> str:
+    """``git describe`` of the code, ``-dirty`` if a tracked file other than the zoo's manifest and
+    checkpoints has changed, else the package version. Those are left out of the check: recording an entry
+    writes them before the entry is stamped, and they do not change what the code does."""
     from .. import __version__
 
+    cwd = Path(root) if root is not None else ZOO_DIR
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ZOO_DIR, capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return f"{__version__}+g{out.stdout.strip()}"
+        out = subprocess.run(["git", "describe", "--always"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0 or not out.stdout.strip():
+            return __version__
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                 ":(top,exclude)rladder_nb/zoo/manifest.json",
+                                 ":(top,exclude)rladder_nb/zoo/checkpoints"], cwd=cwd, capture_output=True,
+                                text=True, timeout=10)
+        dirty = "-dirty" if status.returncode != 0 or status.stdout.strip() else ""
+        return f"{__version__}+g{out.stdout.strip()}{dirty}"
     except (OSError, subprocess.SubprocessError):
-        pass
-    return __version__
+        return __version__
 
 
 def hardware() -> str:
@@ -104,10 +111,12 @@ def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, 
     scale = settings.get_scale(scale)
     dataset = dataset or getattr(exp, "DEFAULT_DATASET", None)
     config = exp.config(model, scale) if dataset is None else exp.config(model, scale, dataset=dataset)
+    version = code_version()  # the code as the run starts (edits made while it trains do not count)
     net, result = exp.train_model(model, config, seed, progress=progress, checkpoint_path=checkpoint_path)
     metrics = exp.evaluate(model, net, config, seed)
     entry = {"experiment": experiment, "model": model, "scale": scale, "seed": seed, "metrics": metrics,
-             "config": config, "wall_time_s": round(result.wall_time_s, 1), "steps": result.steps}
+             "config": config, "wall_time_s": round(result.wall_time_s, 1), "steps": result.steps,
+             "code_version": version}
     if dataset is not None:
         entry["dataset"] = dataset
     return net, entry
@@ -120,7 +129,7 @@ def record(net, entry: dict, command: str, manifest_path=MANIFEST) -> str:
     path = Path(manifest_path).parent / rel
     save_checkpoint(path, net)
     full = dict(entry, checkpoint=rel.as_posix(), sha256=sha256_of(path), command=command,
-                code_version=code_version(), hardware=hardware(),
+                code_version=entry.get("code_version") or code_version(), hardware=hardware(),
                 created=datetime.now(timezone.utc).replace(microsecond=0).isoformat())
     with _manifest_lock(manifest_path):  # several trainings may finish at once
         manifest = load_manifest(manifest_path)
