@@ -71,7 +71,7 @@ the ablation chapter reads its trained models from the zoo.
   (fresh trajectories, seed 5) against their test error: gold standard 1.85 % / 5.70 %, temporal baseline
   11.05 / 14.05, hierarchical RNN 6.95 / 9.25, RLadder 7.95 / 10.30. Only the gold standard overfits its
   4,500 digits; the recurrent models are still short of fitting them, which is why twice the steps helped
-  both by about 2 points: at book scale they are limited by training time, not by the number of digits.
+  both by 2-3 points: at book scale they are limited by training time, not by the number of digits.
 * **Throughput** (:func:`measure_throughput`, book configs with the earlier plain ConvLSTM cells -- the
   residual cells add a convolution per layer, and the chapters measure the current ones live --, batch 16,
   20 s per model, one torch thread, torch 2.13, a 2-core CPU shared with other jobs, load average 2-3),
