@@ -16,6 +16,7 @@ EXPERIMENTS = {
     "toy_temporal": "rladder_nb.experiments.toy_temporal",
     "music": "rladder_nb.experiments.music",
     "occluded_mnist": "rladder_nb.experiments.occluded_mnist",
+    "occluded_mnist_semi": "rladder_nb.experiments.occluded_mnist_semi",
     "textured_mnist": "rladder_nb.experiments.textured_mnist",
     "moving_mnist_grouping": "rladder_nb.experiments.moving_mnist_grouping",
 }
