@@ -1,4 +1,5 @@
 """The command line and the book-build helper: clear errors, a working train/record/evaluate cycle."""
+import io
 import subprocess
 import sys
 
@@ -41,3 +42,39 @@ def test_book_cache_is_keyed_by_scale_and_package(tmp_path):
     (tmp_path / "_config.yml").write_text("execute:\n  execute_notebooks: cache\n")
     with pytest.raises(ValueError, match="cache:"):
         bookbuild.scaled_config("book", tmp_path)
+
+
+def test_build_watchdog_restarts_a_silent_command_and_gives_up(tmp_path, capsys):
+    marker = tmp_path / "attempts"
+    script = ("import pathlib, sys, time; p = pathlib.Path(sys.argv[1]); n = int(p.read_text()) if p.exists() else 0; "
+              "p.write_text(str(n + 1)); print('attempt', n + 1, flush=True); "
+              "time.sleep(60) if n < int(sys.argv[2]) else print('done', flush=True)")
+    out = io.StringIO()
+    # hangs once, then finishes: one restart
+    code = bookbuild.run_with_watchdog([sys.executable, "-c", script, str(marker), "1"], tmp_path,
+                                       stall_seconds=1.5, restarts=2, out=out)
+    assert code == 0 and marker.read_text() == "2" and "done" in out.getvalue()
+    assert "printed nothing for 2 s" in capsys.readouterr().out
+    # hangs every time: gives up after the restarts with exit code 124
+    marker.unlink()
+    code = bookbuild.run_with_watchdog([sys.executable, "-c", script, str(marker), "99"], tmp_path,
+                                       stall_seconds=1.0, restarts=1, out=io.StringIO())
+    assert code == 124 and marker.read_text() == "2"
+    # a failing command is not restarted, and a silent limit of 0 is no watchdog
+    code = bookbuild.run_with_watchdog([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path,
+                                       stall_seconds=0, out=io.StringIO())
+    assert code == 3
+
+
+def test_build_watchdog_setting(monkeypatch):
+    monkeypatch.delenv("RLADDER_NB_RETRAIN", raising=False)
+    monkeypatch.delenv("RLADDER_NB_BUILD_STALL_SECONDS", raising=False)
+    assert bookbuild.stall_seconds_from_env() == bookbuild.STALL_SECONDS
+    monkeypatch.setenv("RLADDER_NB_BUILD_STALL_SECONDS", "30")
+    assert bookbuild.stall_seconds_from_env() == 30.0
+    monkeypatch.setenv("RLADDER_NB_RETRAIN", "1")
+    assert bookbuild.stall_seconds_from_env() == 0.0
+    monkeypatch.delenv("RLADDER_NB_RETRAIN")
+    monkeypatch.setenv("RLADDER_NB_BUILD_STALL_SECONDS", "soon")
+    with pytest.raises(ValueError, match="number of seconds"):
+        bookbuild.stall_seconds_from_env()
