@@ -145,7 +145,7 @@ def _check_network(net, layer):
 
 
 def layer_states(net, cfg: dict, sequences: dict, layer=("decoder", 1), chunk: int = 200) -> torch.Tensor:
-    """The frozen network's state of ``layer`` on ``sequences``: (N, T, *state_shape), float32, CPU.
+    """The frozen network's state of ``layer`` on ``sequences``: ``(N, T, *state_shape)``, float32, CPU.
 
     Introduced in *Ablations and probing* (chapter 6). The network runs in ``eval`` mode under
     ``torch.no_grad()`` (its mode is restored afterwards); ``sequences`` are numpy dicts with
@@ -216,7 +216,7 @@ def fit_probe(states, targets, layer=("decoder", 1), target="clean_frames", time
 
     Parameters
     ----------
-    states : tensor (N, T, *state_shape)
+    states : tensor ``(N, T, *state_shape)``
         Detached states (gradients cannot reach whatever made them).
     targets : array or tensor (N, T', H, W)
         ``targets[:, t + time_shift]`` is the target of ``states[:, t]``.
