@@ -338,15 +338,18 @@ def training_setup(cfg: dict, seed: int = 0):
 
 
 def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,
-                max_seconds: float | None = None):
-    """Train one ``occluded_mnist`` model (see :func:`training_setup`); returns ``(net, TrainResult)``."""
+                max_seconds: float | None = None, setup=None, description: str | None = None):
+    """Train one ``occluded_mnist`` model (see :func:`training_setup`); returns ``(net, TrainResult)``.
+
+    ``setup`` replaces :func:`training_setup` (the semi-supervised experiment of Table 2 brings its own).
+    """
     cfg = _check_config(cfg)
     if model != cfg["model"]:
         raise ValueError(f"model {model!r} does not match the config's {cfg['model']!r}")
     cfg["test_digits"] = test_digits_fingerprint()  # recorded with the zoo entry: which test set it saw
-    net, make_batch, loss_fn = training_setup(cfg, seed)
+    net, make_batch, loss_fn = (setup or training_setup)(cfg, seed)
     result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
-                   progress=progress, max_seconds=max_seconds, description=f"{NAME}/{model}")
+                   progress=progress, max_seconds=max_seconds, description=description or f"{NAME}/{model}")
     return net, result
 
 

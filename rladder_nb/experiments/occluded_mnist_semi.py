@@ -52,10 +52,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import settings
-from ..data.mnist import test_digits_fingerprint
 from ..data.occluded_mnist import OccludedMovingMNIST
 from ..models.mean_teacher import MeanTeacher
-from ..training import train
 from . import occluded_mnist as om
 
 NAME = "occluded_mnist_semi"
@@ -240,13 +238,9 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
                 max_seconds: float | None = None):
     """Train one run (see :func:`training_setup`); returns ``(net, TrainResult)``."""
     cfg = _check_config(cfg)
-    if model != cfg["model"]:
-        raise ValueError(f"model {model!r} does not match the config's {cfg['model']!r}")
-    cfg["test_digits"] = test_digits_fingerprint()
-    net, make_batch, loss_fn = training_setup(cfg, seed)
-    result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
-                   progress=progress, max_seconds=max_seconds, description=f"{NAME}/{cfg['setting']}/{model}")
-    return net, result
+    return om.train_model(model, cfg, seed, progress=progress, checkpoint_path=checkpoint_path,
+                          max_seconds=max_seconds, setup=training_setup,
+                          description=f"{NAME}/{cfg['setting']}/{model}")
 
 
 def evaluate(model_name: str, net, cfg: dict, seed: int = 0) -> dict:
