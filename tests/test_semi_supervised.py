@@ -135,16 +135,41 @@ def test_consistency_cost_matches_a_direct_computation_and_vanishes_for_equal_ne
 
 def test_consistency_ramp_up_and_teacher_decay_schedules():
     cfg = semi.config("rladder", "book", "mean_teacher")
-    w, (start, end) = cfg["consistency_weight"], cfg["consistency_rampup"]
-    assert semi.consistency_weight_at(cfg, start - 1) == 0.0
-    assert semi.consistency_weight_at(cfg, start) == pytest.approx(w * math.exp(-5))
-    assert semi.consistency_weight_at(cfg, (start + end) // 2) == pytest.approx(w * math.exp(-5 / 4), rel=1e-3)
-    weights = [semi.consistency_weight_at(cfg, s) for s in range(0, 2 * end, 100)]
+    w, ramp = cfg["consistency_weight"], cfg["consistency_rampup"]
+    assert semi.consistency_weight_at(cfg, None) == 0.0 == semi.consistency_weight_at(cfg, -1)
+    assert semi.consistency_weight_at(cfg, 0) == pytest.approx(w * math.exp(-5))
+    assert semi.consistency_weight_at(cfg, ramp // 2) == pytest.approx(w * math.exp(-5 / 4), rel=1e-3)
+    weights = [semi.consistency_weight_at(cfg, s) for s in range(0, 2 * ramp, 100)]
     assert all(a <= b for a, b in zip(weights, weights[1:]))
-    assert semi.consistency_weight_at(cfg, end) == w == semi.consistency_weight_at(cfg, 10 * end)
-    assert semi.consistency_weight_at(semi.config("rladder", "book", "with_unlabelled"), end) == 0.0
+    assert semi.consistency_weight_at(cfg, ramp) == w == semi.consistency_weight_at(cfg, 10 * ramp)
+    assert semi.consistency_weight_at(semi.config("rladder", "book", "with_unlabelled"), ramp) == 0.0
     assert semi.teacher_decay_at(cfg, 0) == 0.0 and semi.teacher_decay_at(cfg, 9) == pytest.approx(0.9)
     assert semi.teacher_decay_at(cfg, 10**6) == cfg["ema_decay"]
+
+
+def test_consistency_cost_starts_when_the_class_cost_leaves_its_plateau():
+    mt = MeanTeacher.around(StaticClassifier((1, 32, 32), [["dense", 8, 1, 3]]))
+    assert int(mt.consistency_start) == -1
+    for step in range(50):
+        mt.track_class_cost(2.30, step, threshold=2.0)          # at chance: no start
+    mt.track_class_cost(None, 50, threshold=2.0)                # a batch without labels changes nothing
+    assert int(mt.consistency_start) == -1 and float(mt.class_cost_average) == pytest.approx(2.30)
+    step = 51
+    while int(mt.consistency_start) < 0:
+        mt.track_class_cost(1.0, step, threshold=2.0)
+        step += 1
+    # a running average with momentum 0.99 from 2.30 towards 1.0 crosses 2.0 after about 26 steps
+    assert int(mt.consistency_start) == step - 1 and 20 < step - 51 < 35
+    mt.track_class_cost(2.30, step, threshold=2.0)
+    assert int(mt.consistency_start) == step - 1                 # it never starts again
+    # in training: no consistency weight before the start, the ramp after it
+    cfg = semi.config("rladder", "smoke", "mean_teacher")
+    net, make_batch, loss_fn = semi.training_setup(dict(cfg, consistency_start_cost=-1.0), seed=0)
+    loss_fn(net, make_batch(0))
+    assert int(net.consistency_start) == -1
+    net, make_batch, loss_fn = semi.training_setup(dict(cfg, consistency_start_cost=99.0), seed=0)
+    loss_fn(net, make_batch(3))
+    assert int(net.consistency_start) == 3
 
 
 def test_mean_teacher_round_trips_through_a_checkpoint(tmp_path, smoke_runs):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 
 from ..training import MODEL_CLASSES, ema_update, register_model
@@ -45,6 +46,10 @@ class MeanTeacher(nn.Module):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.config = dict(student_class=student_class, student_config=self.student.config)
+        # when the consistency cost started (-1: not yet) and the running class cost that decides it;
+        # buffers, so that a resumed run continues where it stopped
+        self.register_buffer("consistency_start", torch.tensor(-1, dtype=torch.long))
+        self.register_buffer("class_cost_average", torch.tensor(float("nan")))
 
     @classmethod
     def around(cls, student: nn.Module) -> "MeanTeacher":
@@ -61,6 +66,19 @@ class MeanTeacher(nn.Module):
     def update_teacher(self, decay: float) -> None:
         """``teacher <- decay * teacher + (1 - decay) * student``, weight by weight."""
         ema_update(self.teacher, self.student, decay)
+
+    def track_class_cost(self, class_cost, step: int, threshold: float, momentum: float = 0.99) -> None:
+        """Update the running average of the student's class cost; once it falls below ``threshold``,
+        record ``step`` as the start of the consistency cost (:attr:`consistency_start`, -1 before).
+
+        ``class_cost`` None (a batch without labels) leaves the average as it is.
+        """
+        if class_cost is None:
+            return
+        avg = self.class_cost_average
+        avg.fill_(float(class_cost) if torch.isnan(avg) else momentum * float(avg) + (1 - momentum) * float(class_cost))
+        if int(self.consistency_start) < 0 and float(avg) < threshold:
+            self.consistency_start.fill_(int(step))
 
     def n_parameters(self) -> int:
         """Number of trainable parameters (the student's; the teacher is not trained by gradients)."""
