@@ -65,8 +65,8 @@ def test_batches_hold_the_setting_s_mix_and_are_a_function_of_the_step(setting):
     cfg = semi.config("rladder", "smoke", setting)
     _, make_batch, _ = semi.training_setup(cfg, seed=3)
     x, labels, step = make_batch(5)
-    n_lab = cfg["batch_size"] if setting == "labelled_only" else cfg["labelled_per_batch"]
-    assert x.shape[0] == cfg["batch_size"] and step == 5
+    n_lab = cfg["labelled_per_batch"]      # the same labelled sequences per step in every setting
+    assert x.shape[0] == (n_lab if setting == "labelled_only" else cfg["batch_size"]) and step == 5
     assert (labels[:n_lab] >= 0).all() and (labels[n_lab:] == -1).all()
     x2, labels2, _ = make_batch(5)
     assert torch.equal(x, x2) and torch.equal(labels, labels2)

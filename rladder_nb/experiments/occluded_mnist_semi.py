@@ -21,8 +21,12 @@ reconstruction, and every choice is a config key.
 * **Models.** Table 1's ``gold_standard``, ``temporal_baseline`` and full ``rladder``, with Table 1's
   configs (:func:`rladder_nb.experiments.occluded_mnist.config`); in ``mean_teacher`` wrapped in a
   :class:`~rladder_nb.models.mean_teacher.MeanTeacher`.
-* **Batches.** ``labelled_only``: ``batch_size`` labelled sequences; otherwise ``labelled_per_batch``
-  labelled and the rest unlabelled.
+* **Batches.** ``labelled_per_batch`` labelled sequences in every setting; ``with_unlabelled`` and
+  ``mean_teacher`` add ``batch_size - labelled_per_batch`` unlabelled ones. The class cost then sees the
+  same number of labelled sequences per step everywhere, and the unlabelled ones come on top. (A first
+  ``labelled_only`` RLadder with ``batch_size`` = 16 labelled sequences per step reached 13.3 % error,
+  against 23.55 % with 8 labelled + 8 unlabelled: at 8,000 steps the recurrent models are still learning,
+  and twice the labelled sequences per step outweighed the unlabelled data; seed 0, not kept.)
 * **Input noise.** In every setting the student sees the frames (the gold standard: its reconstruction)
   plus Gaussian noise of std :data:`NOISE_STD`, drawn afresh per step; the teacher gets its own draw. The
   prediction target is the clean next frame. The same noise in all three settings keeps the columns
@@ -212,7 +216,7 @@ def training_setup(cfg: dict, seed: int = 0):
     device = settings.get_device()
     labelled, unlabelled = split_digits(cfg)
     with_unlabelled = cfg["setting"] != "labelled_only"
-    n_lab = cfg["labelled_per_batch"] if with_unlabelled else cfg["batch_size"]
+    n_lab = cfg["labelled_per_batch"]
     parts = [(OccludedMovingMNIST(labelled, seed=seed, fresh_each_epoch=True, **cfg["data"]), n_lab, 0)]
     if with_unlabelled:
         parts.append((OccludedMovingMNIST(unlabelled, seed=seed + 7919, fresh_each_epoch=True, **cfg["data"]),
