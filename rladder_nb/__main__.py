@@ -2,8 +2,11 @@
 
 Commands
 --------
-train EXPERIMENT --model M [--scale S] [--seed N] [--record] [--checkpoint PATH]
-    Train one run (resumable through --checkpoint); --record writes it into the zoo.
+train EXPERIMENT --model M [--scale S] [--seed N] [--record] [--checkpoint PATH] [--max-minutes M]
+    Train one run (resumable through --checkpoint); --record writes it into the zoo; --max-minutes stops
+    after M minutes, to be continued by the same command.
+benchmark EXPERIMENT [--models M ...] [--scale S] [--seconds N] [--json PATH]
+    How fast each model trains here, and how long the scale's full run would take.
 reproduce EXPERIMENT [--scale S] [--seeds 0 1 ...]
     Print the experiment's table: every model, from the zoo where recorded, else trained now.
 evaluate [EXPERIMENT]
@@ -30,10 +33,26 @@ from . import settings
 def _cmd_train(args):
     from . import zoo
 
+    max_seconds = None
+    if args.max_minutes is not None:
+        if not args.max_minutes > 0:
+            raise ValueError(f"--max-minutes must be a positive number, got {args.max_minutes}")
+        if args.checkpoint is None:
+            raise ValueError("--max-minutes needs --checkpoint PATH: a run stopped by the time limit continues "
+                             "from its checkpoint, and without one its progress would be lost")
+        max_seconds = 60.0 * args.max_minutes
     net, entry = zoo.train(args.experiment, args.model, args.scale, args.seed, args.dataset,
-                           progress=not args.quiet, checkpoint_path=args.checkpoint)
-    print(json.dumps({k: entry[k] for k in ("experiment", "model", "scale", "seed", "metrics", "wall_time_s")},
-                     indent=2))
+                           progress=not args.quiet, checkpoint_path=args.checkpoint, max_seconds=max_seconds)
+    print(json.dumps({k: entry[k] for k in ("experiment", "model", "scale", "seed", "metrics", "wall_time_s",
+                                            "steps")}, indent=2))
+    if entry.get("finished") is False:
+        print(f"stopped by the time limit after {entry['steps']} of {entry['config']['n_steps']} steps "
+              f"({entry['wall_time_s'] / 60:.1f} min of training so far); not evaluated. The checkpoint "
+              f"{args.checkpoint} holds the run: start the same command again to continue it.")
+        if args.record:
+            print("not recorded: only finished runs go into the zoo", file=sys.stderr)
+            return 3
+        return 0
     if args.record:
         command = "python -m rladder_nb " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--quiet")
         data = os.environ.get("RLADDER_NB_DATA")
@@ -42,6 +61,18 @@ def _cmd_train(args):
             command = f"RLADDER_NB_DATA={shlex.quote(shown)} {command}"
         name = zoo.record(net, entry, command)
         print(f"recorded zoo entry {name}")
+    return 0
+
+
+def _cmd_benchmark(args):
+    from . import benchmark
+
+    scale = settings.get_scale(args.scale)
+    rows = benchmark.benchmark(args.experiment, args.models, scale, args.dataset, seconds=args.seconds,
+                               progress=not args.quiet)
+    print(benchmark.report(args.experiment, scale, rows))
+    if args.json:
+        print(f"wrote {benchmark.write_json(args.json, args.experiment, scale, rows)}")
     return 0
 
 
@@ -147,8 +178,20 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None)
     p.add_argument("--checkpoint", default=None, help="resumable checkpoint file for this run")
     p.add_argument("--record", action="store_true", help="write the result into the zoo")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop training after M minutes (needs --checkpoint; the same command continues the run)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("benchmark", help="how fast each model trains here")
+    p.add_argument("experiment")
+    p.add_argument("--models", nargs="+", default=None, metavar="MODEL", help="default: every model")
+    p.add_argument("--scale", default=None, help="smoke, book or paper (default: $RLADDER_NB_SCALE or book)")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--seconds", type=float, default=20.0, help="training time per model (default: 20)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results to PATH as JSON")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("reproduce", help="print an experiment's table")
     p.add_argument("experiment")

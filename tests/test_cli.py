@@ -78,3 +78,77 @@ def test_build_watchdog_setting(monkeypatch):
     monkeypatch.setenv("RLADDER_NB_BUILD_STALL_SECONDS", "soon")
     with pytest.raises(ValueError, match="number of seconds"):
         bookbuild.stall_seconds_from_env()
+
+
+def _entry_json(out):
+    """The JSON object that ``train`` prints first."""
+    import json
+    return json.loads(out[out.index("{"):out.index("\n}") + 2])
+
+
+def test_cli_max_minutes_stops_a_run_that_the_same_command_continues(tmp_path, capsys):
+    import torch
+
+    ckpt = tmp_path / "run.pt"
+    argv = ["train", "toy_static", "--model", "rladder", "--scale", "smoke", "--quiet", "--checkpoint", str(ckpt)]
+    # a limit of a microsecond stops the run after its first step: unfinished, not evaluated, checkpointed
+    assert main(argv + ["--max-minutes", "1e-8"]) == 0
+    out = capsys.readouterr().out
+    first = _entry_json(out)
+    assert first["metrics"] is None and first["steps"] == 1
+    assert "stopped by the time limit after 1 of 40 steps" in out and str(ckpt) in out
+    assert torch.load(ckpt, weights_only=False)["step"] == 1
+    # --record refuses an unfinished run (exit code 3) and writes nothing
+    assert main(argv + ["--max-minutes", "1e-8", "--record"]) == 3
+    assert "not recorded" in capsys.readouterr().err
+    assert torch.load(ckpt, weights_only=False)["step"] == 2
+    # the same command without a limit continues from step 2 to the end and evaluates
+    assert main(argv) == 0
+    done = _entry_json(capsys.readouterr().out)
+    assert done["steps"] == 40 and "mse_ratio_to_exact" in done["metrics"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max-minutes", "5"], "needs --checkpoint"),
+    (["--max-minutes", "0", "--checkpoint", "x.pt"], "positive"),
+])
+def test_cli_max_minutes_bad_use_is_a_clear_error(extra, message, capsys):
+    assert main(["train", "toy_static", "--model", "rladder", "--scale", "smoke", "--quiet"] + extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_zoo_refuses_to_record_an_unfinished_run(tmp_path):
+    from rladder_nb import zoo
+
+    net, entry = zoo.train("toy_static", "rladder", "smoke", progress=False, max_seconds=1e-9)
+    assert entry["finished"] is False and entry["metrics"] is None and entry["steps"] == 1
+    with pytest.raises(ValueError, match="only finished runs"):
+        zoo.record(net, entry, "test", manifest_path=tmp_path / "manifest.json")
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_cli_benchmark_measures_every_model(tmp_path, capsys):
+    import json
+
+    out_json = tmp_path / "bench.json"
+    assert main(["benchmark", "toy_temporal", "--scale", "smoke", "--seconds", "0.2", "--quiet",
+                 "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "benchmark toy_temporal at scale smoke on cpu" in out
+    rows = json.loads(out_json.read_text())["rows"]
+    from rladder_nb.experiments import toy_temporal
+    assert [r["model"] for r in rows] == list(toy_temporal.MODELS)
+    for r in rows:
+        assert r["steps"] >= 1 and r["seconds"] > 0 and r["steps_per_s"] == pytest.approx(r["steps"] / r["seconds"], rel=0.05)
+        assert r["full_run_minutes"] == pytest.approx(r["n_steps"] / r["steps_per_s"] / 60, abs=0.06)
+        assert r["examples_per_s"] == pytest.approx(r["steps_per_s"] * toy_temporal.config(r["model"], "smoke")["batch_size"], rel=0.01)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["benchmark", "toy_static", "--scale", "smoke", "--seconds", "0"], "seconds must be a positive number"),
+    (["benchmark", "toy_static", "--scale", "smoke", "--models", "gpt"], "unknown model"),
+    (["benchmark", "nothing", "--scale", "smoke"], "unknown experiment"),
+])
+def test_cli_benchmark_bad_input(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -4,7 +4,8 @@ Each experiment module defines:
 
 * ``NAME`` and ``MODELS`` — the experiment's name and the model names it knows;
 * ``config(model, scale) -> dict`` — every size and hyper-parameter of a run at a scale;
-* ``train_model(model, config, seed, progress=True, checkpoint_path=None) -> (nn.Module, TrainResult)``;
+* ``train_model(model, config, seed, progress=True, checkpoint_path=None, max_seconds=None) ->
+  (nn.Module, TrainResult)`` -- ``max_seconds`` stops training after that much time (``TrainResult.stopped_early``);
 * ``evaluate(model_name, model, config, seed) -> {metric: value}`` — deterministic given the seed.
 """
 from __future__ import annotations

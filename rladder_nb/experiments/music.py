@@ -226,7 +226,8 @@ def _valid_subset(cfg, data):
     return [p[:cfg["valid_max_steps"]] if cfg["valid_max_steps"] else p for p in pieces]
 
 
-def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None):
+def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,
+                max_seconds: float | None = None):
     """Train one ``music`` model; returns ``(model, TrainResult)``.
 
     The Bernoulli floor is fitted by counting (a TrainResult with 0 steps); the others train with
@@ -268,6 +269,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
 
     result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], grad_clip=cfg["grad_clip"],
                    checkpoint_path=checkpoint_path, evaluate=validate, eval_every=cfg["eval_every"],
+                   max_seconds=max_seconds,
                    progress=progress, description=f"{NAME}/{cfg['dataset']}/{model}")
     if not result.evaluations or result.evaluations[-1]["step"] != result.steps:
         result.evaluations.append({"step": result.steps, **validate(net)})

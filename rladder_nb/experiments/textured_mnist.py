@@ -29,7 +29,16 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
 * **A second seed** (pilots, book config, seed 1, 1,000 test images, not in the zoo): Tagger 73.0 / 65.7 /
   65.5 % error over the iterations, AMI 0.010 / 0.013 / 0.021, its class cost below ln 10 from about step
   500; RTagger 91.1 / 90.0 / 90.0 %, AMI 0.019 / 0.022 / 0.023, its class cost at ln 10 (2.30) to the last
-  step. The RTagger's stall is not one initialisation's luck.
+  step. A third seed of the Tagger (seed 2, same setting) stays at ln 10 too: 90.9 % error at every
+  iteration, AMI 0.014 / 0.017 / 0.019. The Tagger leaves the plateau within 1,200 steps in two seeds of
+  three, the RTagger in neither of two: at this budget both are near the edge.
+* **LayerNorm in the dense top cell** (``norm='layer'``; pilots, seed 0, 1,000 steps, 1,000 test images):
+  both stay at ln 10 -- Tagger 88.0 % error, AMI 0.002; RTagger 89.3 %, AMI 0.005. And at initialisation
+  (book config, seeds 0 and 1, one batch of 64) the class cost's gradient is 1.5-4x *larger* in the
+  RTagger's encoder weights and classifier than in the Tagger's, so a weak initial class signal does not
+  explain its stall. (The Tagger cost's gradient, by contrast, is exactly zero in every engine weight
+  but the bottom combinator's at initialisation: the combinators start with their top-down inputs
+  closed, ``w_0u = 0``, so ``d_0`` is a function of the engine's input alone until they open.)
 * **Head normalisation** (:data:`HEAD_NORM`, ``head_norm='tagger'``, as in the Tagger's released code).
   Without it the K groups settle at once on a symmetric solution -- near-uniform masks, every group
   reconstructing the whole image -- and the RTagger's AMI stays at 0.002-0.003 (recorded entries before this

@@ -96,7 +96,8 @@ def _loss(model, batch):
     return loss, {"final_mse": float(err[:, -1].mean().detach()) / (y.shape[1] + z.shape[1])}
 
 
-def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None):
+def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,
+                max_seconds: float | None = None):
     """Train one ``toy_static`` model; returns ``(model, TrainResult)``."""
     settings.seed_everything(seed)
     device = settings.get_device()
@@ -104,6 +105,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     net = build(cfg).to(device)
     result = train(net, lambda step: _batch(gm, cfg["batch_size"], seed * 10_000_019 + step, cfg["iterations"], device),
                    _loss, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path, progress=progress,
+                   max_seconds=max_seconds,
                    description=f"{NAME}/{model}")
     return net, result
 

@@ -68,7 +68,8 @@ def _loss(model, x):
     return loss, {}
 
 
-def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None):
+def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,
+                max_seconds: float | None = None):
     """Train one ``toy_temporal`` model; returns ``(model, TrainResult)``."""
     settings.seed_everything(seed)
     device = settings.get_device()
@@ -76,6 +77,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     net = build(cfg).to(device)
     result = train(net, lambda step: _batch(gm, cfg["batch_size"], cfg["seq_len"], seed * 10_000_019 + step, device),
                    _loss, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path, progress=progress,
+                   max_seconds=max_seconds,
                    description=f"{NAME}/{model}")
     return net, result
 

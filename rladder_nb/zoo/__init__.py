@@ -104,26 +104,43 @@ def load(name: str, manifest=None):
 
 
 def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, progress=True,
-          checkpoint_path=None):
-    """Train one run; return ``(model, entry)`` where the entry is not recorded anywhere."""
+          checkpoint_path=None, max_seconds=None):
+    """Train one run; return ``(model, entry)`` where the entry is not recorded anywhere.
+
+    With ``max_seconds`` training stops after that much time (the checkpoint keeps the progress and the
+    same call continues it). A run stopped before its last step is *unfinished*: its entry has
+    ``finished`` False and ``metrics`` None (it is not evaluated), and :func:`record` refuses it.
+    """
     exp = get_experiment(experiment)
     check_model(exp, model)
     scale = settings.get_scale(scale)
     dataset = dataset or getattr(exp, "DEFAULT_DATASET", None)
     config = exp.config(model, scale) if dataset is None else exp.config(model, scale, dataset=dataset)
     version = code_version()  # the code as the run starts (edits made while it trains do not count)
-    net, result = exp.train_model(model, config, seed, progress=progress, checkpoint_path=checkpoint_path)
-    metrics = exp.evaluate(model, net, config, seed)
+    net, result = exp.train_model(model, config, seed, progress=progress, checkpoint_path=checkpoint_path,
+                                  max_seconds=max_seconds)
+    n_steps = config.get("n_steps")
+    finished = not result.stopped_early or (n_steps is not None and result.steps >= n_steps)
+    metrics = exp.evaluate(model, net, config, seed) if finished else None
     entry = {"experiment": experiment, "model": model, "scale": scale, "seed": seed, "metrics": metrics,
              "config": config, "wall_time_s": round(result.wall_time_s, 1), "steps": result.steps,
              "code_version": version}
     if dataset is not None:
         entry["dataset"] = dataset
+    if not finished:
+        entry["finished"] = False
     return net, entry
 
 
 def record(net, entry: dict, command: str, manifest_path=MANIFEST) -> str:
-    """Write ``net``'s checkpoint into the zoo and its entry into the manifest (both atomically)."""
+    """Write ``net``'s checkpoint into the zoo and its entry into the manifest (both atomically).
+
+    An unfinished run (stopped by a time limit, see :func:`train`) is refused with a ``ValueError``.
+    """
+    if entry.get("finished") is False or entry.get("metrics") is None:
+        raise ValueError(f"not recorded: the run stopped after {entry.get('steps')} of "
+                         f"{entry.get('config', {}).get('n_steps')} steps, and only finished runs go into the zoo; "
+                         "continue it from its checkpoint first")
     name = entry_name(entry["experiment"], entry["model"], entry["scale"], entry["seed"], entry.get("dataset"))
     rel = Path("checkpoints") / (name.replace("/", "__") + ".pt")
     path = Path(manifest_path).parent / rel
