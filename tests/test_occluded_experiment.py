@@ -1,5 +1,7 @@
 """The ``occluded_mnist`` experiment (Table 1): every model trains and evaluates, the ablation switches are
 really off, the metrics agree with independent computations, bad input is reported."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -223,9 +225,10 @@ def test_place_on_canvas_reproduces_the_clean_frame():
     assert centred.sum().item() == pytest.approx(float(seqs["optimal_reconstruction"].sum()), rel=1e-5)
 
 
-def test_temporal_baseline_is_causal():
+@pytest.mark.parametrize("rnn_input", ["features", "top"])
+def test_temporal_baseline_is_causal(rnn_input):
     torch.manual_seed(0)
-    net = TemporalBaseline((1, 32, 32), SMALL_LAYERS)
+    net = TemporalBaseline((1, 32, 32), SMALL_LAYERS, rnn_input=rnn_input)
     x = torch.rand(2, 5, 1, 32, 32)
     y = x.clone()
     y[:, 3:] = torch.rand(2, 2, 1, 32, 32)
@@ -237,8 +240,27 @@ def test_temporal_baseline_is_causal():
 # checkpoints and bad input
 # --------------------------------------------------------------------------------------------------
 
+def test_temporal_baseline_rnn_sits_on_the_gold_standards_network():
+    """rnn_input='top': per frame exactly the gold standard's feed-forward network, then the RNN on top."""
+    torch.manual_seed(0)
+    top = TemporalBaseline((1, 32, 32), SMALL_LAYERS, rnn_input="top")
+    gold = StaticClassifier((1, 32, 32), SMALL_LAYERS)
+    assert [type(m) for m in top.encoder.modules()] == [type(m) for m in gold.encoder.modules()]
+    assert top.rnn.input_size == SMALL_LAYERS[-1][1] == top.rnn.hidden_size
+    feats = TemporalBaseline((1, 32, 32), SMALL_LAYERS)          # the first version: the RNN replaces the top layer
+    assert feats.rnn.input_size == math.prod(feats.encoder.shapes[-1]) != top.rnn.input_size
+    # the experiments use 'top'; a config recorded before the option builds the first version
+    assert om.build(om.config("temporal_baseline", "smoke")).rnn.input_size == top.rnn.input_size
+    old_cfg = {k: v for k, v in om.config("temporal_baseline", "smoke").items() if k != "rnn_input"}
+    assert om.build(old_cfg).config["rnn_input"] == "features"
+    with pytest.raises(ValueError, match="unknown rnn_input"):
+        TemporalBaseline((1, 32, 32), SMALL_LAYERS, rnn_input="bottom")
+
+
 @pytest.mark.parametrize("net, x", [(StaticClassifier((1, 32, 32), SMALL_LAYERS), torch.rand(2, 1, 32, 32)),
-                                    (TemporalBaseline((1, 32, 32), SMALL_LAYERS), torch.rand(2, 5, 1, 32, 32))])
+                                    (TemporalBaseline((1, 32, 32), SMALL_LAYERS), torch.rand(2, 5, 1, 32, 32)),
+                                    (TemporalBaseline((1, 32, 32), SMALL_LAYERS, rnn_input="top"),
+                                     torch.rand(2, 5, 1, 32, 32))])
 def test_baselines_round_trip_through_checkpoints(tmp_path, net, x):
     path = save_checkpoint(tmp_path / "net.pt", net)
     loaded, _ = load_checkpoint(path)
