@@ -250,11 +250,26 @@ def test_temporal_baseline_rnn_sits_on_the_gold_standards_network():
     feats = TemporalBaseline((1, 32, 32), SMALL_LAYERS)          # the first version: the RNN replaces the top layer
     assert feats.rnn.input_size == math.prod(feats.encoder.shapes[-1]) != top.rnn.input_size
     # the experiments use 'top'; a config recorded before the option builds the first version
-    assert om.build(om.config("temporal_baseline", "smoke")).rnn.input_size == top.rnn.input_size
-    old_cfg = {k: v for k, v in om.config("temporal_baseline", "smoke").items() if k != "rnn_input"}
+    built = om.build(om.config("temporal_baseline", "smoke"))
+    assert built.rnn.input_size == top.rnn.input_size and built.residual
+    old_cfg = {k: v for k, v in om.config("temporal_baseline", "smoke").items() if k not in ("rnn_input", "rnn_residual")}
     assert om.build(old_cfg).config["rnn_input"] == "features"
     with pytest.raises(ValueError, match="unknown rnn_input"):
         TemporalBaseline((1, 32, 32), SMALL_LAYERS, rnn_input="bottom")
+    with pytest.raises(ValueError, match="needs rnn_input='top'"):
+        TemporalBaseline((1, 32, 32), SMALL_LAYERS, residual=True)
+
+
+def test_residual_temporal_baseline_adds_the_rnn_to_the_feed_forward_output():
+    torch.manual_seed(0)
+    net = TemporalBaseline((1, 32, 32), SMALL_LAYERS, rnn_input="top", residual=True)
+    x = torch.rand(2, 5, 1, 32, 32)
+    f = net.encoder(x.reshape(10, 1, 32, 32)).reshape(2, 5, -1)
+    expected = net.classifier(f + net.rnn(f)[0])
+    assert torch.allclose(net(x)["logits"], expected, atol=1e-6)
+    plain = TemporalBaseline((1, 32, 32), SMALL_LAYERS, rnn_input="top")
+    plain.load_state_dict(net.state_dict())            # same weights, no residual: a different output
+    assert not torch.allclose(plain(x)["logits"], expected)
 
 
 @pytest.mark.parametrize("net, x", [(StaticClassifier((1, 32, 32), SMALL_LAYERS), torch.rand(2, 1, 32, 32)),

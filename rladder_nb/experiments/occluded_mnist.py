@@ -167,7 +167,7 @@ def config(model: str, scale: str) -> dict:
     sizes = dict(SCALES[scale])
     return dict(model=model, scale=scale, data=dict(DATA), cell="reslstm", combinator="vanilla", norm="auto",
                 gate_decoder_to_encoder=True, zero_bias_init=True,
-                rnn="lstm", rnn_input="top", class_frames="all", gold_placement="centre", **variant,
+                rnn="lstm", rnn_input="top", rnn_residual=True, class_frames="all", gold_placement="centre", **variant,
                 layers=[list(l) for l in sizes.pop("layers")], **sizes)
 
 
@@ -189,7 +189,8 @@ def build(cfg):
         return StaticClassifier(shape, cfg["layers"], N_CLASSES)
     if cfg["kind"] == "temporal_baseline":
         return TemporalBaseline(shape, cfg["layers"], N_CLASSES, rnn=cfg["rnn"],
-                                rnn_input=cfg.get("rnn_input", "features"))  # runs recorded before: 'features'
+                                rnn_input=cfg.get("rnn_input", "features"),  # runs recorded before: 'features'
+                                residual=cfg.get("rnn_residual", False))
     return RLadder(shape, cfg["layers"], cell=cfg["cell"], combinator=cfg["combinator"], decoder=cfg["decoder"],
                    decoder_to_encoder=cfg["decoder_to_encoder"],
                    n_classes=N_CLASSES if cfg["class_weight"] > 0 else None,

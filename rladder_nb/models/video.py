@@ -147,9 +147,14 @@ class TemporalBaseline(nn.Module):
     n_classes : int
     rnn : {'lstm', 'gru'}
     rnn_input : {'features', 'top'}
+    residual : bool
+        With ``rnn_input='top'``: the classifier reads ``f + rnn(f)``, ``f`` the feed-forward network's top
+        output -- the RLadder's residual cells (:class:`~rladder_nb.models.cells.ResidualLSTMCell`) in
+        the one place where this network has memory.
     """
 
-    def __init__(self, input_shape, layers, n_classes: int = 10, rnn: str = "lstm", rnn_input: str = "features"):
+    def __init__(self, input_shape, layers, n_classes: int = 10, rnn: str = "lstm", rnn_input: str = "features",
+                 residual: bool = False):
         super().__init__()
         if rnn not in RNN_TYPES:
             raise ValueError(f"unknown rnn {rnn!r}: expected one of {RNN_TYPES}")
@@ -163,7 +168,11 @@ class TemporalBaseline(nn.Module):
                              f"(the RNN), e.g. [conv(8), conv(16, 2), dense(64)]; got {layers}")
         self.input_shape = tuple(int(s) for s in input_shape)
         self.config = dict(input_shape=self.input_shape, layers=[list(vars(l).values()) for l in layers],
-                           n_classes=n_classes, rnn=rnn, rnn_input=rnn_input)
+                           n_classes=n_classes, rnn=rnn, rnn_input=rnn_input, residual=bool(residual))
+        if residual and rnn_input != "top":
+            raise ValueError("residual=True adds the RNN's output to the feed-forward network's top output, "
+                             "so it needs rnn_input='top'")
+        self.residual = bool(residual)
         self.encoder = FeedForwardEncoder(self.input_shape, layers if rnn_input == "top" else layers[:-1])
         below = math.prod(self.encoder.shapes[-1])
         self.rnn = (nn.LSTM if rnn == "lstm" else nn.GRU)(below, layers[-1].size, batch_first=True)
@@ -174,6 +183,8 @@ class TemporalBaseline(nn.Module):
         B, T = x.shape[:2]
         features = self.encoder(x.reshape(B * T, *self.input_shape)).reshape(B, T, -1)  # (B, T, F)
         hidden, _ = self.rnn(features)  # (B, T, H)
+        if self.residual:
+            hidden = features + hidden
         return {"logits": self.classifier(hidden), "bottom": None}
 
     def n_parameters(self) -> int:
