@@ -73,7 +73,7 @@ def benchmark(experiment: str, models=None, scale=None, dataset=None, seconds: f
             if isinstance(config.get("batch_size"), int):
                 row["examples_per_s"] = round(rate * config["batch_size"], 1)
             if n_steps:
-                row["full_run_minutes"] = round(n_steps / rate / 60, 1)
+                row["full_run_minutes"] = round(n_steps / rate / 60, 3)
         rows.append(row)
     return rows
 
@@ -89,17 +89,22 @@ def where() -> str:
 
 def report(experiment: str, scale: str, rows: list[dict]) -> str:
     """The benchmark's rows as a plain-text table under a heading that says where they were measured."""
-    def cell(value, fmt):
-        return "-" if value is None else format(value, fmt)
+    def cell(value, width, digits):
+        return ("-" if value is None else f"{value:.{digits}f}").rjust(width)
+
+    def duration(minutes):
+        if minutes is None:
+            return "-"
+        if minutes < 1:
+            return f"{minutes * 60:.0f} s"
+        return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
     lines = [f"benchmark {experiment} at scale {scale} on {where()}:",
-             f"  {'model':34s} {'steps':>6s} {'s':>7s} {'steps/s':>9s} {'examples/s':>11s} {'full run':>16s}"]
+             f"  {'model':34s} {'steps':>6s} {'s':>7s} {'steps/s':>9s} {'examples/s':>11s} {'full run':>18s}"]
     for r in rows:
-        minutes = r["full_run_minutes"]
-        full = ("-" if minutes is None else f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h")
-        full += "" if minutes is None else f" / {r['n_steps']}"
-        lines.append(f"  {r['model']:34s} {r['steps']:6d} {r['seconds']:7.1f} {cell(r['steps_per_s'], '9.2f')} "
-                     f"{cell(r['examples_per_s'], '11.1f')} {full:>16s}")
+        full = duration(r["full_run_minutes"]) + ("" if r["full_run_minutes"] is None else f" / {r['n_steps']}")
+        lines.append(f"  {r['model']:34s} {r['steps']:6d} {r['seconds']:7.1f} {cell(r['steps_per_s'], 9, 2)} "
+                     f"{cell(r['examples_per_s'], 11, 1)} {full:>18s}")
     lines.append("  (full run: the scale's n_steps at the measured speed; the first steps were timed, see "
                  "`help(rladder_nb.benchmark)`)")
     return "\n".join(lines)
