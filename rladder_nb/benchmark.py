@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 
-from . import settings
+from . import settings, zoo
 from .experiments import check_model, get_experiment
 from .fileio import atomic_write_bytes
 
@@ -56,10 +56,9 @@ def benchmark(experiment: str, models=None, scale=None, dataset=None, seconds: f
     exp = get_experiment(experiment)
     scale = settings.get_scale(scale)
     models = list(exp.MODELS) if models is None else [check_model(exp, m) for m in models]
-    dataset = dataset or getattr(exp, "DEFAULT_DATASET", None)
     rows = []
     for model in models:
-        config = exp.config(model, scale) if dataset is None else exp.config(model, scale, dataset=dataset)
+        _, config = zoo.run_config(exp, model, scale, dataset)
         start = time.perf_counter()
         _, result = exp.train_model(model, config, seed, progress=progress, max_seconds=float(seconds))
         total = time.perf_counter() - start
@@ -79,12 +78,8 @@ def benchmark(experiment: str, models=None, scale=None, dataset=None, seconds: f
 
 
 def where() -> str:
-    """The device and thread count that runs here, in words (for the benchmark's heading)."""
-    import torch
-
-    device = settings.get_device()
-    name = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-    return f"{device}{name}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+    """The device that runs here and the machine, in words (for the benchmark's heading)."""
+    return f"{settings.get_device()}; {zoo.hardware()}"
 
 
 def report(experiment: str, scale: str, rows: list[dict]) -> str:

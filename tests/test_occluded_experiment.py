@@ -252,7 +252,8 @@ def test_temporal_baseline_rnn_sits_on_the_gold_standards_network():
     # the experiments use 'top'; a config recorded before the option builds the first version
     built = om.build(om.config("temporal_baseline", "smoke"))
     assert built.rnn.input_size == top.rnn.input_size and built.residual
-    old_cfg = {k: v for k, v in om.config("temporal_baseline", "smoke").items() if k not in ("rnn_input", "rnn_residual")}
+    old_cfg = {k: v for k, v in om.config("temporal_baseline", "smoke").items()
+               if k not in ("rnn_input", "rnn_residual")}
     assert om.build(old_cfg).config["rnn_input"] == "features"
     with pytest.raises(ValueError, match="unknown rnn_input"):
         TemporalBaseline((1, 32, 32), SMALL_LAYERS, rnn_input="bottom")

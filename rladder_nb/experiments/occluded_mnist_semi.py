@@ -53,11 +53,11 @@ reconstruction, and every choice is a config key.
 * **Measured at book scale** (zoo, seeds 0 / 1, classification error %): gold standard 10.20 / 9.95
   labelled only, 10.25 / 9.90 with the Mean Teacher; temporal baseline 35.7 / 30.75 labelled only,
   38.55 / 33.7 with the Mean Teacher (teachers 38.2 / 33.85; its class cost leaves ln 10 after about 1,000
-  steps, and its consistency cost started at steps 3,684 / 2,895, the RLadder's at 1,783 / 2,165. The first version of the temporal baseline, whose LSTM replaced the top dense layer, left it only
-  after ~6,000 steps in seed 0 and never in seed 1: 68.95 / 89.2 % in both settings, since its consistency
-  cost never started; with 16 labelled sequences per step it had left the plateau after ~2,000 steps,
-  27.2 %, seed 0, not kept); RLadder 26.35 / 24.45 labelled
-  only, 23.55 / 24.10 with unlabelled data, 27.55 / 27.75 with the Mean Teacher (teachers 27.75 / 27.7).
+  steps, and its consistency cost started at steps 3,684 / 2,895, the RLadder's at 1,783 / 2,165. The
+  first version of the temporal baseline, whose LSTM replaced the top dense layer, left it only after
+  ~6,000 steps in seed 0 and never in seed 1: 68.95 / 89.2 % in both settings, since its consistency cost
+  never started; with 16 labelled sequences per step it had left the plateau after ~2,000 steps, 27.2 %,
+  seed 0, not kept); RLadder 26.35 / 24.45 labelled only, 23.55 / 24.10 with unlabelled data, 27.55 / 27.75 with the Mean Teacher (teachers 27.75 / 27.7).
   Pilot, RLadder with the Mean Teacher at ``consistency_weight=1`` (seed 0, not in the zoo): 23.55 %, the
   teacher 23.45 %, the same as without the Mean Teacher; at 10 (the zoo's) it costs four points.
 * **Metrics.** Table 1's ``classification_error`` (%, last frame; the student) with its per-frame list and

@@ -103,6 +103,13 @@ def load(name: str, manifest=None):
     return model, entry
 
 
+def run_config(exp, model: str, scale: str, dataset=None):
+    """``(dataset, config)`` of a run: ``dataset`` defaults to the experiment module's ``DEFAULT_DATASET``
+    (None for experiments with one data set), ``config`` is ``exp.config`` for it."""
+    dataset = dataset or getattr(exp, "DEFAULT_DATASET", None)
+    return dataset, (exp.config(model, scale) if dataset is None else exp.config(model, scale, dataset=dataset))
+
+
 def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, progress=True,
           checkpoint_path=None, max_seconds=None):
     """Train one run; return ``(model, entry)`` where the entry is not recorded anywhere.
@@ -114,8 +121,7 @@ def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, 
     exp = get_experiment(experiment)
     check_model(exp, model)
     scale = settings.get_scale(scale)
-    dataset = dataset or getattr(exp, "DEFAULT_DATASET", None)
-    config = exp.config(model, scale) if dataset is None else exp.config(model, scale, dataset=dataset)
+    dataset, config = run_config(exp, model, scale, dataset)
     version = code_version()  # the code as the run starts (edits made while it trains do not count)
     net, result = exp.train_model(model, config, seed, progress=progress, checkpoint_path=checkpoint_path,
                                   max_seconds=max_seconds)
