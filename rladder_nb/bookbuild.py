@@ -5,9 +5,10 @@ on a chapter's code cells, so this module keys the cache *folder* by the scale a
 package (its code, zoo manifest and checkpoints): a change to ``rladder_nb/`` re-executes every chapter,
 and a smoke run never fills the book-scale cache.
 
-A *watchdog* guards the build against a kernel that hangs: with ipykernel 7 we have seen a chapter stall
-in its first cell, with no CPU use, for longer than ten minutes, where the same chapter normally runs in
-seconds. When the build prints nothing for ``RLADDER_NB_BUILD_STALL_SECONDS`` (default
+The build's notebook client waits for kernel messages in short slices (:mod:`rladder_nb.kernelpoll`):
+before that, a chapter that runs in seconds now and then stalled, with no CPU use, for as long as the
+per-cell time limit. A *watchdog* remains as a second guard, against a kernel that really hangs.
+When the build prints nothing for ``RLADDER_NB_BUILD_STALL_SECONDS`` (default
 :data:`STALL_SECONDS`; 0 turns the watchdog off, as does ``RLADDER_NB_RETRAIN=1``, since a chapter that
 trains may be silent for long), the build is stopped and started again, at most :data:`RESTARTS` times.
 Chapters executed before the stall are in the execution cache, so a restart runs only the rest.
@@ -62,8 +63,10 @@ def build(scale: str | None = None, root: Path = ROOT, extra_args=()) -> int:
     env.pop("MPLBACKEND", None)  # kernels must use IPython's inline backend, or figures render as text
     if env.get("RLADDER_NB_DATA"):  # kernels run in each chapter's folder: a relative path would move
         env["RLADDER_NB_DATA"] = os.path.abspath(env["RLADDER_NB_DATA"])
-    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(root), "--config", str(cfg), "--toc",
-           str(root / "_toc.yml"), "-W", "--keep-going"]
+    # kernelpoll: the build's notebook client waits for kernel messages in short slices (see that module)
+    launch = "from rladder_nb import kernelpoll; kernelpoll.install(); from jupyter_book.cli.main import main; main()"
+    cmd = [sys.executable, "-c", launch, "build", str(root), "--config", str(cfg), "--toc", str(root / "_toc.yml"),
+           "-W", "--keep-going"]
     if scale != "book":
         cmd += ["--path-output", str(root / "_build" / scale)]
     cmd += list(extra_args)

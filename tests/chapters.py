@@ -56,6 +56,9 @@ def run_chapter(path, scale: str = "smoke", timeout: int = 600):
     import jupytext
     from nbclient import NotebookClient
 
+    from rladder_nb import kernelpoll
+
+    kernelpoll.install()  # a missed wake-up costs a second, not the cell's time limit (see that module)
     path = ROOT / path
     nb = jupytext.read(path)
     env_before = dict(os.environ)

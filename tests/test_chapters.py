@@ -54,9 +54,10 @@ def _slowest_cell(nb):
 def test_chapter_runs_at_smoke_scale(path):
     nb, seconds = run_chapter(path, scale="smoke", timeout=SMOKE_SECONDS)
     if seconds >= SMOKE_SECONDS:
-        # Seen a few times on a 2-core machine: a chapter that takes seconds stalls once for about the
-        # client's timeout (kernel messaging, not the chapter's code). Run it once more in a fresh kernel
-        # and say so; a chapter that is really slow fails the second time too.
+        # Seen a few times on a 2-core machine before rladder_nb.kernelpoll: a chapter that takes seconds
+        # stalled once for about the client's timeout (a missed wake-up while waiting for a reply). Kept
+        # as a second guard: run it once more in a fresh kernel and say so; a chapter that is really slow
+        # fails the second time too.
         warnings.warn(f"{path} took {seconds:.0f} s at smoke scale (slowest cell by nbclient's timing: "
                       f"{_slowest_cell(nb)}); running it once more")
         nb, seconds = run_chapter(path, scale="smoke", timeout=SMOKE_SECONDS)

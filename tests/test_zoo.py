@@ -114,3 +114,20 @@ def test_code_version_marks_changed_code_but_not_the_zoo(tmp_path):
     assert zoo.code_version(tmp_path) == clean
     (tmp_path / "rladder_nb" / "zoo" / "__init__.py").write_text("x = 2\n")
     assert zoo.code_version(tmp_path) == clean + "-dirty"
+
+
+def test_values_by_seed_gathers_every_seed_of_a_setting():
+    def entry(experiment, model, seed, metrics, dataset=None):
+        e = {f: None for f in zoo.REQUIRED_FIELDS}
+        e.update(experiment=experiment, model=model, scale="book", seed=seed, metrics=metrics)
+        return e if dataset is None else dict(e, dataset=dataset)
+
+    manifest = {"a": entry("x", "m1", 1, {"err": 3.0}), "b": entry("x", "m1", 0, {"err": 5.0}),
+                "c": entry("x", "m2", 0, {"err": [9.0, 7.0], "ami": [0.1]}), "d": entry("x", "m3", 0, {"ami": 1}),
+                "e": entry("y", "m1", 2, {"err": 1.0}), "f": entry("x", "m1", 4, {"err": 2.0}, dataset="semi")}
+    assert zoo.values_by_seed("x", "err", "book", manifest=manifest) == {"m1": {0: 5.0, 1: 3.0, 4: 2.0},
+                                                                        "m2": {0: 7.0}}
+    assert list(zoo.values_by_seed("x", "err", "book", manifest=manifest)["m1"]) == [0, 1, 4]
+    assert zoo.values_by_seed("x", "err", "book", dataset="semi", manifest=manifest) == {"m1": {4: 2.0}}
+    assert zoo.values_by_seed("x", "err", "paper", manifest=manifest) == {}
+    assert zoo.values_by_seed("x", "ami", "book", manifest=manifest) == {"m2": {0: 0.1}, "m3": {0: 1.0}}

@@ -61,6 +61,20 @@ def find_entries(experiment=None, model=None, scale=None, dataset=None, manifest
     return {k: e for k, e in manifest.items() if all(v is None or e.get(f) == v for f, v in want.items())}
 
 
+def values_by_seed(experiment: str, metric: str, scale: str, dataset=None, manifest=None) -> dict:
+    """``{model: {seed: value}}``: ``metric`` of every recorded run of ``experiment`` at ``scale`` (in
+    setting ``dataset``, where the experiment has several). Runs whose metrics lack it are left out; a
+    metric with one value per iteration gives its last."""
+    values: dict = {}
+    for entry in find_entries(experiment=experiment, scale=scale, dataset=dataset, manifest=manifest).values():
+        value = (entry.get("metrics") or {}).get(metric)
+        if isinstance(value, list):
+            value = value[-1] if value else None
+        if value is not None:
+            values.setdefault(entry["model"], {})[int(entry["seed"])] = float(value)
+    return {model: dict(sorted(per.items())) for model, per in sorted(values.items())}
+
+
 def code_version(root=None) -> str:
     """``git describe`` of the code, ``-dirty`` if a tracked file other than the zoo's manifest and
     checkpoints has changed, else the package version. Those are left out of the check: recording an entry
