@@ -115,25 +115,44 @@ def ladder_lr(step: int, n_steps: int, lr: float, decay_fraction: float = 1 / 3)
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: per-step losses/metrics, evaluations, steps done, wall time."""
+    """What :func:`train` returns: per-step losses/metrics, evaluations, steps done, wall time, and with
+    ``keep_best`` the best evaluation so far (``best``: ``{"step", "metric", "value", "state_dict"}``)."""
 
     history: list = field(default_factory=list)
     evaluations: list = field(default_factory=list)
     steps: int = 0
     wall_time_s: float = 0.0
     stopped_early: bool = False
+    best: dict | None = None
+
+    def offer(self, model, evaluation: dict, metric: str) -> bool:
+        """Keep a copy of ``model``'s weights if ``evaluation[metric]`` is lower than the best so far
+        (``evaluation`` has the ``step`` it was made at); return True if it was."""
+        if metric not in evaluation:
+            raise ValueError(f"keep_best={metric!r}, but the evaluation returned only "
+                             f"{sorted(k for k in evaluation if k != 'step')}")
+        value = float(evaluation[metric])
+        if self.best is not None and not value < self.best["value"]:
+            return False
+        self.best = {"step": int(evaluation["step"]), "metric": metric, "value": value,
+                     "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        return True
 
 
 def train(model, make_batch: Callable[[int], object], loss_fn: Callable, n_steps: int, lr: float = 1e-3,
           decay_fraction: float = 1 / 3, grad_clip: float | None = 1.0, checkpoint_path=None,
           checkpoint_every: int = 200, resume: bool = True, evaluate: Callable | None = None,
           eval_every: int | None = None, max_seconds: float | None = None, progress: bool = True,
-          log_every: int = 10, description: str = "training") -> TrainResult:
+          log_every: int = 10, description: str = "training", keep_best: str | None = None) -> TrainResult:
     """Train ``model`` with Adam for ``n_steps`` steps; see the module docstring.
 
     ``make_batch(step)`` must return the batch for that step (already on the model's device);
-    ``loss_fn(model, batch)`` returns ``(loss_tensor, {metric: float})``. With ``checkpoint_path`` the run
-    saves every ``checkpoint_every`` steps and at the end, and resumes from that file when ``resume``.
+    ``loss_fn(model, batch)`` returns ``(loss_tensor, {metric: float})``. ``evaluate(model)`` (every
+    ``eval_every`` steps) returns ``{metric: float}``; with ``keep_best`` (one of those metrics) the result's
+    ``best`` holds the weights with its lowest value. With ``checkpoint_path`` the run saves every
+    ``checkpoint_every`` steps and at the end, and resumes from that file when ``resume``: the history, the
+    evaluations and the best weights so far are saved with it, so a run continued in pieces ends as one
+    run would.
     """
     from tqdm.auto import tqdm
 
@@ -151,12 +170,16 @@ def train(model, make_batch: Callable[[int], object], loss_fn: Callable, n_steps
             opt.load_state_dict(payload["optimizer"])
         start_step = int(payload.get("step", 0))
         result.history = list(payload.get("history", []))
+        result.evaluations = list(payload.get("evaluations", []))
+        result.best = payload.get("best") if keep_best else None
         result.wall_time_s = float(payload.get("wall_time_s", 0.0))
 
     def _save(step):
         if checkpoint_path is not None:
+            best = {"best": result.best} if result.best is not None else {}
             save_checkpoint(checkpoint_path, model, optimizer=opt.state_dict(), step=step,
-                            history=result.history, wall_time_s=result.wall_time_s)
+                            history=result.history, evaluations=result.evaluations,
+                            wall_time_s=result.wall_time_s, **best)
 
     model.train()
     t0, wall0 = time.perf_counter(), result.wall_time_s
@@ -180,6 +203,8 @@ def train(model, make_batch: Callable[[int], object], loss_fn: Callable, n_steps
         if evaluate is not None and eval_every and (step + 1) % eval_every == 0:
             model.eval()
             result.evaluations.append({"step": step + 1, **evaluate(model)})
+            if keep_best:
+                result.offer(model, result.evaluations[-1], keep_best)
             model.train()
         if checkpoint_path is not None and (step + 1) % checkpoint_every == 0:
             _save(step + 1)

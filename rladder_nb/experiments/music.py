@@ -233,7 +233,8 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     The Bernoulli floor is fitted by counting (a TrainResult with 0 steps); the others train with
     :func:`rladder_nb.training.train` on random crops and keep the weights with the best NLL on a fixed
     validation subset; both curves are stored in the model's ``train_curve`` / ``valid_curve`` buffers.
-    A run resumed from ``checkpoint_path`` keeps the best weights among the checks made after resuming.
+    A run continued from ``checkpoint_path`` keeps the best weights among all its checks (they are saved
+    with the checkpoint).
     """
     import time
 
@@ -251,13 +252,9 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
         return net, TrainResult(steps=0, wall_time_s=time.perf_counter() - start)
     start_from_floor(net, data.train)
     valid = _valid_subset(cfg, data)
-    best = {"nll": np.inf, "state": None}
 
     def validate(m):
-        value = nll(m, valid)
-        if value < best["nll"]:
-            best["nll"], best["state"] = value, copy.deepcopy(m.state_dict())
-        return {"valid_nll": value}
+        return {"valid_nll": nll(m, valid)}
 
     def make_batch(step):
         rng = np.random.default_rng([seed, step])
@@ -269,12 +266,12 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
 
     result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], grad_clip=cfg["grad_clip"],
                    checkpoint_path=checkpoint_path, evaluate=validate, eval_every=cfg["eval_every"],
-                   max_seconds=max_seconds,
+                   max_seconds=max_seconds, keep_best="valid_nll",
                    progress=progress, description=f"{NAME}/{cfg['dataset']}/{model}")
     if not result.evaluations or result.evaluations[-1]["step"] != result.steps:
         result.evaluations.append({"step": result.steps, **validate(net)})
-    if best["state"] is not None:
-        net.load_state_dict(best["state"])
+        result.offer(net, result.evaluations[-1], "valid_nll")
+    net.load_state_dict(result.best["state_dict"])
     net.set_learning_curves([(h["step"], h["loss"]) for h in result.history],
                             [(e["step"], e["valid_nll"]) for e in result.evaluations])
     net.eval()
