@@ -271,7 +271,8 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     if not result.evaluations or result.evaluations[-1]["step"] != result.steps:
         result.evaluations.append({"step": result.steps, **validate(net)})
         result.offer(net, result.evaluations[-1], "valid_nll")
-    net.load_state_dict(result.best["state_dict"])
+    if result.best is not None:
+        net.load_state_dict(result.best["state_dict"])
     net.set_learning_curves([(h["step"], h["loss"]) for h in result.history],
                             [(e["step"], e["valid_nll"]) for e in result.evaluations])
     net.eval()
