@@ -85,49 +85,6 @@ def test_best_weights_and_evaluations_survive_a_resume(tmp_path):
         assert torch.allclose(p, q, atol=1e-6)
 
 
-def test_best_weights_and_evaluations_survive_a_resume(tmp_path):
-    """keep_best: a run killed after its best check and continued from its checkpoint ends with the same
-    evaluations and the same best weights as an uninterrupted run."""
-    net_a, make_batch, loss_fn = _setup()
-    scores = {4: 5.0, 8: 3.0, 12: 4.0, 16: 6.0}     # the evaluation after each 4th step: best at step 8
-    last, kill_at = {}, {}
-
-    def batches(step):
-        last["step"] = step
-        if step == kill_at.get("step"):
-            raise RuntimeError("killed")
-        return make_batch(step)
-
-    def evaluate(model):
-        return {"score": scores[last["step"] + 1], "other": 1.0}
-
-    def run(net, **kw):
-        return training.train(net, batches, loss_fn, 16, progress=False, evaluate=evaluate, eval_every=4,
-                              keep_best="score", **kw)
-
-    whole = run(net_a)
-    assert (whole.best["step"], whole.best["value"], whole.best["metric"]) == (8, 3.0, "score")
-    assert [e["step"] for e in whole.evaluations] == [4, 8, 12, 16]
-
-    ckpt = tmp_path / "run.pt"
-    kill_at["step"] = 11                                 # its last checkpoint is from step 10
-    with pytest.raises(RuntimeError, match="killed"):
-        run(_setup()[0], checkpoint_path=ckpt, checkpoint_every=10)
-    kill_at.clear()
-    net_c = _setup(seed=123)[0]                          # fresh weights: all must come from the checkpoint
-    piece = run(net_c, checkpoint_path=ckpt, checkpoint_every=10)
-    assert [e["step"] for e in piece.evaluations] == [4, 8, 12, 16]
-    assert (piece.best["step"], piece.best["value"]) == (8, 3.0)
-    for name, value in whole.best["state_dict"].items():
-        assert torch.allclose(value, piece.best["state_dict"][name], atol=1e-6)
-    assert not torch.allclose(whole.best["state_dict"]["classifier.weight"] if "classifier.weight" in
-                              whole.best["state_dict"] else next(iter(whole.best["state_dict"].values())),
-                              next(iter(net_c.state_dict().values())) if False else
-                              next(iter(whole.best["state_dict"].values())) + 1)
-    for p, q in zip(net_a.parameters(), net_c.parameters()):
-        assert torch.allclose(p, q, atol=1e-6)
-
-
 def test_keep_best_needs_a_metric_the_evaluation_returns():
     net, make_batch, loss_fn = _setup()
     plain = training.train(net, make_batch, loss_fn, 4, progress=False, evaluate=lambda m: {"a": 1.0}, eval_every=2)
