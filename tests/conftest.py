@@ -1,4 +1,5 @@
-"""Shared test set-up: one torch thread (the models under test are tiny, and CI has 2 cores), Agg plots."""
+"""Shared test set-up: one torch thread (the models under test are tiny, and CI has 2 cores), Agg plots,
+and notebook clients that wait for kernel messages in short slices."""
 import os
 from pathlib import Path
 
@@ -10,7 +11,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import torch  # noqa: E402
 
+from rladder_nb import kernelpoll  # noqa: E402
+
 torch.set_num_threads(1)
+kernelpoll.install()  # every notebook the tests run waits for kernel messages in short slices (see that module)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

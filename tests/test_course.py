@@ -16,7 +16,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from rladder_nb import course, kernelpoll
+from rladder_nb import course
 from rladder_nb.__main__ import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -147,8 +147,6 @@ def test_student_export_blanks_every_solution_and_nothing_else(chapter, tmp_path
 def test_both_notebooks_run(chapter, tmp_path):
     from nbclient import NotebookClient
 
-    kernelpoll.install()
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         paths = course.export(tmp_path / "out", "both", [chapter])
@@ -245,8 +243,6 @@ def test_command_line(chapter, tmp_path, capsys):
 def test_a_real_chapter(tmp_path, monkeypatch):
     """The first notebook chapter of _toc.yml: no solution line reaches students, and their notebook runs."""
     from nbclient import NotebookClient
-
-    kernelpoll.install()
 
     real = [p for p in toc_chapters() if p.suffix == ".md" and is_notebook(p)]
     if not real:
