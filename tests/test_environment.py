@@ -79,3 +79,22 @@ def test_ci_runs_the_readmes_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make book" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+def _book_extensions():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return cfg["sphinx"]["extra_extensions"]
+
+
+def test_every_book_extension_is_installed():
+    import importlib.util
+    for name in _book_extensions():
+        assert importlib.util.find_spec(name) is not None, f"_config.yml loads Sphinx extension {name!r}, not installed"
+
+
+def test_the_book_serves_mathjax_itself():
+    """Equations render without a network: MathJax is copied into the book's _static, not read from a CDN."""
+    import importlib.util
+    assert "sphinx-mathjax-offline" in _book_extensions()
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    assert (Path(spec.origin).parent / "static" / "mathjax" / "tex-chtml.js").is_file()
