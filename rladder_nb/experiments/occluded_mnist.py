@@ -97,7 +97,7 @@ the ablation chapter reads its trained models from the zoo.
   9.30, 9.84, 10.21, 10.50 % (mean 10.07); RLadder 11.09, 10.97, 9.69, 11.28, 9.29, 11.14 % (mean 10.58); the
   same gap (+0.51 +- 0.44) and the same spread between seeds, so the spread is between trained networks, not
   an artefact of the test sample. The RLadder's decoder-to-encoder gates stay near 0 in all six seeds
-  (largest |alpha| 0.082, the top layer of seed 2; below the top at most 0.022).
+  (the largest in absolute value 0.082, the top layer of seed 2; below the top at most 0.022).
 * **Under- or overfitting?** The seed-0 zoo entries on 2,000 sequences of their own *training* digits
   (``generate_occluded_sequences(train digits, n=2000, seed=5)``) against their test error: gold standard
   2.75 % / 5.70 %, temporal baseline 15.90 / 15.05, hierarchical RNN 9.35 / 9.25, RLadder 9.70 / 10.30. (A
