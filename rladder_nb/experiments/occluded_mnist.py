@@ -88,16 +88,22 @@ the ablation chapter reads its trained models from the zoo.
   end of five time steps"), 8,000 steps: RLadder 12.45 % and 12.6 % (seeds 0, 1; gates <= 0.033),
   hierarchical RNN 14.0 % and 11.2 %: both worse than with the cost at every frame, and again a tie (means
   12.53 % and 12.6 %).
-* **Six seeds of the two rows the paper's case rests on** (zoo: seeds 0-5 of ``hierarchical_rnn`` and
-  ``rladder``, seeds 3-5 recorded at c8ba7f1). Classification error on the book's 2,000 test sequences:
-  hierarchical RNN 9.25, 10.15, 8.90, 9.85, 9.30, 10.20 % (mean 9.61); RLadder 10.30, 10.15, 9.25, 10.95,
-  9.15, 11.05 % (mean 10.14); difference of the means +0.53 +- 0.40 (Welch standard error): the hierarchical
-  RNN is ahead by half a point, not resolved over seeds. Every test digit once instead (the same 12
-  checkpoints evaluated with ``n_test=10_000``, a diagnostic, not recorded): hierarchical RNN 9.52, 11.04,
-  9.30, 9.84, 10.21, 10.50 % (mean 10.07); RLadder 11.09, 10.97, 9.69, 11.28, 9.29, 11.14 % (mean 10.58); the
-  same gap (+0.51 +- 0.44) and the same spread between seeds, so the spread is between trained networks, not
-  an artefact of the test sample. The RLadder's decoder-to-encoder gates stay near 0 in all six seeds
-  (the largest in absolute value 0.082, the top layer of seed 2; below the top at most 0.022).
+* **Six seeds of the four recurrent rows** (zoo: seeds 0-5 of ``hierarchical_rnn``, ``rladder_no_prediction``,
+  ``rladder_no_decoder_to_encoder`` and ``rladder``; seeds 3-5 of the first and last recorded at c8ba7f1, of
+  the other two at a6fa409, the same training code). Classification error on the book's 2,000 test
+  sequences: hierarchical RNN 9.25, 10.15, 8.90, 9.85, 9.30, 10.20 % (mean 9.61); without the prediction task
+  9.55, 10.55, 8.85, 10.70, 8.45, 10.60 (9.78); without decoder-to-encoder links 9.75, 10.70, 9.15, 10.10,
+  9.40, 10.10 (9.87); RLadder 10.30, 10.15, 9.25, 10.95, 9.15, 11.05 (10.14). The means come in the reverse of
+  the paper's order, but every gap is within two standard errors over seeds (RLadder minus hierarchical
+  RNN +0.53 +- 0.40, Welch), while one row's seeds span 1.30-2.25 points. Prediction error: RLadder 432.35,
+  without decoder-to-encoder links 444.59 (seeds 424.6-463.0): -12.24 +- 6.04, just beyond two standard
+  errors over seeds (seed 0 alone, compared sequence by sequence, gives the reverse). Every test digit once
+  instead (the hierarchical RNN's and the RLadder's 12 checkpoints evaluated with ``n_test=10_000``, a
+  diagnostic, not recorded): hierarchical RNN 9.52, 11.04, 9.30, 9.84, 10.21, 10.50 % (mean 10.07); RLadder
+  11.09, 10.97, 9.69, 11.28, 9.29, 11.14 % (mean 10.58); the same gap (+0.51 +- 0.44) and the same spread
+  between seeds, so the spread is between trained networks, not an artefact of the test sample. The
+  RLadder's decoder-to-encoder gates stay near 0 in all six seeds (the largest in absolute value 0.082,
+  the top layer of seed 2; below the top at most 0.022).
 * **Under- or overfitting?** The seed-0 zoo entries on 2,000 sequences of their own *training* digits
   (``generate_occluded_sequences(train digits, n=2000, seed=5)``) against their test error: gold standard
   2.75 % / 5.70 %, temporal baseline 15.90 / 15.05, hierarchical RNN 9.35 / 9.25, RLadder 9.70 / 10.30. (A
