@@ -1,4 +1,5 @@
 """environment.yml, requirements.txt and pyproject.toml agree; the README's commands are what CI runs."""
+import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -87,14 +88,12 @@ def _book_extensions():
 
 
 def test_every_book_extension_is_installed():
-    import importlib.util
     for name in _book_extensions():
         assert importlib.util.find_spec(name) is not None, f"_config.yml loads Sphinx extension {name!r}, not installed"
 
 
 def test_the_book_serves_mathjax_itself():
     """Equations render without a network: MathJax is copied into the book's _static, not read from a CDN."""
-    import importlib.util
     assert "sphinx-mathjax-offline" in _book_extensions()
     spec = importlib.util.find_spec("sphinx-mathjax-offline")
     assert (Path(spec.origin).parent / "static" / "mathjax" / "tex-chtml.js").is_file()
