@@ -2,9 +2,10 @@
 
 Commands
 --------
-train EXPERIMENT --model M [--scale S] [--seed N] [--record] [--checkpoint PATH] [--max-minutes M]
+train EXPERIMENT --model M [--scale S] [--seed N] [--record] [--checkpoint PATH] [--max-minutes M] [--set K=V]
     Train one run (resumable through --checkpoint); --record writes it into the zoo; --max-minutes stops
-    after M minutes, to be continued by the same command.
+    after M minutes, to be continued by the same command; --set changes a config value for a study run
+    (e.g. --set n_steps=30000; such runs are not recorded); --json PATH writes the run's entry there.
 benchmark EXPERIMENT [--models M ...] [--scale S] [--seconds N] [--json PATH]
     How fast each model trains here, and how long the scale's full run would take.
 reproduce EXPERIMENT [--scale S] [--seeds 0 1 ...]
@@ -30,9 +31,30 @@ import sys
 from . import settings
 
 
+def parse_overrides(items) -> dict:
+    """``["key=value", ...]`` from ``--set`` into a dict; each value is read as JSON where it parses
+    (``30000``, ``2e-3``, ``true``, ``[[\"conv\", 32, 2, 3]]``), else kept as a string (``layer``)."""
+    overrides = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE (e.g. --set n_steps=30000), got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        overrides[key.strip()] = value
+    return overrides
+
+
 def _cmd_train(args):
     from . import zoo
+    from .fileio import atomic_write_bytes
 
+    overrides = parse_overrides(args.set)
+    if overrides and args.record:
+        raise ValueError("--record and --set do not go together: a zoo entry holds its scale's standard config, "
+                         "which the chapters rely on; keep a study run's result with --json PATH")
     max_seconds = None
     if args.max_minutes is not None:
         if not args.max_minutes > 0:
@@ -42,9 +64,13 @@ def _cmd_train(args):
                              "from its checkpoint, and without one its progress would be lost")
         max_seconds = 60.0 * args.max_minutes
     net, entry = zoo.train(args.experiment, args.model, args.scale, args.seed, args.dataset,
-                           progress=not args.quiet, checkpoint_path=args.checkpoint, max_seconds=max_seconds)
+                           progress=not args.quiet, checkpoint_path=args.checkpoint, max_seconds=max_seconds,
+                           overrides=overrides)
     print(json.dumps({k: entry[k] for k in ("experiment", "model", "scale", "seed", "metrics", "wall_time_s",
-                                            "steps")}, indent=2))
+                                            "steps", "overrides") if k in entry}, indent=2))
+    if args.json:  # the whole entry, config included (written atomically: a failed write leaves no half file)
+        path = atomic_write_bytes(args.json, (json.dumps(entry, indent=2, default=str) + "\n").encode())
+        print(f"wrote {path}")
     if entry.get("finished") is False:
         print(f"stopped by the time limit after {entry['steps']} of {entry['config']['n_steps']} steps "
               f"({entry['wall_time_s'] / 60:.1f} min of training so far); not evaluated. The checkpoint "
@@ -180,6 +206,10 @@ def main(argv=None) -> int:
     p.add_argument("--record", action="store_true", help="write the result into the zoo")
     p.add_argument("--max-minutes", type=float, default=None, metavar="M",
                    help="stop training after M minutes (needs --checkpoint; the same command continues the run)")
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                   help="change one config value for a study run, e.g. --set n_steps=30000 (repeatable; "
+                        "not with --record)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the run's entry to PATH as JSON")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 

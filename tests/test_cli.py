@@ -154,3 +154,46 @@ def test_cli_benchmark_measures_every_model(tmp_path, capsys):
 def test_cli_benchmark_bad_input(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_set_overrides_config_values_for_a_study_run(tmp_path, capsys):
+    import json
+
+    out_json = tmp_path / "runs" / "study.json"
+    argv = ["train", "toy_static", "--model", "rladder", "--scale", "smoke", "--quiet",
+            "--set", "n_steps=5", "--set", "lr=2e-3", "--json", str(out_json)]
+    assert main(argv) == 0
+    printed = _entry_json(capsys.readouterr().out)
+    assert printed["steps"] == 5 and printed["overrides"] == {"n_steps": 5, "lr": 0.002}
+    written = json.loads(out_json.read_text())
+    assert written["config"]["n_steps"] == 5 and written["config"]["lr"] == 0.002
+    assert written["metrics"] == printed["metrics"] and "mse_ratio_to_exact" in written["metrics"]
+    assert [p.name for p in out_json.parent.iterdir()] == ["study.json"]   # no temporary file left behind
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "foo=1"], "unknown config key 'foo'"),
+    (["--set", "n_steps=abc"], "config key 'n_steps' holds 40 (type int); got 'abc' (type str)"),
+    (["--set", "n_steps=true"], "got True (type bool)"),
+    (["--set", "scale=book"], "'scale' cannot be overridden"),
+    (["--set", "n_steps"], "--set expects KEY=VALUE"),
+    (["--set", "n_steps=3", "--record"], "--record and --set do not go together"),
+])
+def test_cli_bad_overrides_exit_2_before_training(extra, message, capsys):
+    assert main(["train", "toy_static", "--model", "rladder", "--scale", "smoke", "--quiet"] + extra) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "{" not in captured.out   # nothing was trained
+
+
+def test_zoo_record_refuses_a_study_run(tmp_path):
+    from rladder_nb import zoo
+
+    net, entry = zoo.train("toy_static", "rladder", "smoke", progress=False, overrides={"n_steps": 2})
+    assert entry["overrides"] == {"n_steps": 2} and entry["steps"] == 2
+    with pytest.raises(ValueError, match="overrides its config"):
+        zoo.record(net, entry, "test", manifest_path=tmp_path / "manifest.json")
+    assert not (tmp_path / "manifest.json").exists()
+    # an integer may replace a float, anything may replace None; the config itself is not changed in place
+    config = {"lr": 1e-3, "extra": None, "layers": [1, 2]}
+    assert zoo.apply_overrides(config, {"lr": 1, "extra": "x", "layers": (3,)}) == {"lr": 1, "extra": "x", "layers": [3]}
+    assert config == {"lr": 1e-3, "extra": None, "layers": [1, 2]}

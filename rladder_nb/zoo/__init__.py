@@ -124,18 +124,55 @@ def run_config(exp, model: str, scale: str, dataset=None):
     return dataset, (exp.config(model, scale) if dataset is None else exp.config(model, scale, dataset=dataset))
 
 
+# what a run is: chosen by the train command's own arguments, never by an override
+NOT_OVERRIDABLE = ("model", "scale", "dataset")
+
+
+def apply_overrides(config: dict, overrides) -> dict:
+    """A copy of ``config`` with some of its values replaced (a study run, e.g. more steps or another cell).
+
+    Each key must be one of the config's own, other than those in :data:`NOT_OVERRIDABLE`, and each new
+    value must have the type of the value it replaces (an integer may replace a float; anything may replace
+    ``None``). Raises ``ValueError`` saying what was expected. Introduced in *Reproducing at paper scale*.
+    """
+    if overrides is None:
+        return dict(config)
+    if not isinstance(overrides, dict):
+        raise ValueError(f"overrides must be a dict of config keys to values, got {type(overrides).__name__}")
+    config = dict(config)
+    for key, value in overrides.items():
+        if key in NOT_OVERRIDABLE:
+            raise ValueError(f"{key!r} cannot be overridden: choose it with the train command's own --{key} "
+                             "argument (it names the run)")
+        if key not in config:
+            keys = ", ".join(k for k in sorted(config) if k not in NOT_OVERRIDABLE)
+            raise ValueError(f"unknown config key {key!r} for this run; its keys are: {keys}")
+        old = config[key]
+        same_kind = (old is None or type(value) is type(old)
+                     or (isinstance(old, float) and type(value) is int)
+                     or (isinstance(old, (list, tuple)) and isinstance(value, (list, tuple))))
+        if not same_kind:
+            raise ValueError(f"config key {key!r} holds {old!r} (type {type(old).__name__}); got {value!r} "
+                             f"(type {type(value).__name__})")
+        config[key] = list(value) if isinstance(value, tuple) else value
+    return config
+
+
 def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, progress=True,
-          checkpoint_path=None, max_seconds=None):
+          checkpoint_path=None, max_seconds=None, overrides=None):
     """Train one run; return ``(model, entry)`` where the entry is not recorded anywhere.
 
     With ``max_seconds`` training stops after that much time (the checkpoint keeps the progress and the
     same call continues it). A run stopped before its last step is *unfinished*: its entry has
     ``finished`` False and ``metrics`` None (it is not evaluated), and :func:`record` refuses it.
+    ``overrides`` (a dict, see :func:`apply_overrides`) changes config values for a study run; the entry
+    keeps them under ``overrides``, and :func:`record` refuses such a run.
     """
     exp = get_experiment(experiment)
     check_model(exp, model)
     scale = settings.get_scale(scale)
     dataset, config = run_config(exp, model, scale, dataset)
+    config = apply_overrides(config, overrides)
     version = code_version()  # the code as the run starts (edits made while it trains do not count)
     net, result = exp.train_model(model, config, seed, progress=progress, checkpoint_path=checkpoint_path,
                                   max_seconds=max_seconds)
@@ -147,6 +184,8 @@ def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, 
              "code_version": version}
     if dataset is not None:
         entry["dataset"] = dataset
+    if overrides:
+        entry["overrides"] = dict(overrides)
     if not finished:
         entry["finished"] = False
     return net, entry
@@ -155,8 +194,13 @@ def train(experiment: str, model: str, scale=None, seed: int = 0, dataset=None, 
 def record(net, entry: dict, command: str, manifest_path=MANIFEST) -> str:
     """Write ``net``'s checkpoint into the zoo and its entry into the manifest (both atomically).
 
-    An unfinished run (stopped by a time limit, see :func:`train`) is refused with a ``ValueError``.
+    An unfinished run (stopped by a time limit, see :func:`train`) and a study run (one with ``overrides``)
+    are refused with a ``ValueError``.
     """
+    if entry.get("overrides"):
+        raise ValueError(f"not recorded: this run overrides its config ({', '.join(sorted(entry['overrides']))}), "
+                         "and a zoo entry holds its scale's standard config, which the chapters rely on; keep the "
+                         "result with --json PATH instead")
     if entry.get("finished") is False or entry.get("metrics") is None:
         raise ValueError(f"not recorded: the run stopped after {entry.get('steps')} of "
                          f"{entry.get('config', {}).get('n_steps')} steps, and only finished runs go into the zoo; "
