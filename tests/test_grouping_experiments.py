@@ -155,3 +155,36 @@ def test_engine_options_reach_the_rladder_and_texture_scale_is_a_config_choice()
     fine = tm.load_data(cfg)["test"]
     assert fine.images.shape == default.shape and not torch.equal(fine.images, default)
     assert torch.equal(fine.masks, tm.load_data(tm.config("rtagger", "smoke"))["test"].masks)
+
+
+def test_generator_options_are_config_choices_and_gratings_a_texture_source():
+    """The gratings control of chapter 9: Tagger's own textures, thin digits, soft masks, no rotation."""
+    base = tm.config("rtagger", "smoke")
+    assert {k: base[k] for k in tm.GENERATOR_DEFAULTS} == tm.GENERATOR_DEFAULTS
+    old_entry = {k: v for k, v in base.items() if k not in tm.GENERATOR_DEFAULTS}   # recorded before these keys
+    assert torch.equal(tm.load_data(old_entry)["test"].images, tm.load_data(base)["test"].images)
+    control = dict(base, texture_source="gratings", thicken=0, soft_masks=True, rotate=False,
+                   texture_scale_range=[1, 1])
+    data = tm.load_data(control)
+    assert data["texture_source"] == "gratings"
+    thick, thin = tm.load_data(base)["test"].masks[:, 1], data["test"].masks[:, 1]
+    assert thin.sum() < thick.sum()                                     # no thickening: fewer digit pixels
+    assert ((thin > 0) & (thin < 1)).any() and not ((thick > 0) & (thick < 1)).any()   # soft masks
+    # far from the digit, each image is one pure grating: a single spatial frequency (plus the mean)
+    image = data["test"].images[0, 0].numpy()
+    corner = image[:6, :6] if data["test"].masks[0, 1, :6, :6].sum() == 0 else image[-6:, -6:]
+    assert corner.min() >= 0 and corner.max() <= 1 and corner.std() > 0.05
+
+
+def test_study_run_of_the_gratings_control_through_the_cli(tmp_path, capsys):
+    import json
+
+    from rladder_nb.__main__ import main
+
+    argv = ["train", "textured_mnist", "--model", "tagger", "--scale", "smoke", "--quiet",
+            "--set", "texture_source=gratings", "--set", "thicken=0", "--set", "soft_masks=true",
+            "--set", "rotate=false", "--set", "texture_scale_range=[1, 1]", "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 0
+    entry = json.loads((tmp_path / "r.json").read_text())
+    assert entry["config"]["texture_bank"] == "gratings" and entry["overrides"]["thicken"] == 0
+    assert len(entry["metrics"]["ami"]) == entry["config"]["n_iterations"]

@@ -193,3 +193,32 @@ def test_patches_are_seeded_and_inputs_checked():
         tx.sample_texture_patch(np.ones((9, 99, 99)), 8, rng)
     with pytest.raises(ValueError, match="texture_ids"):
         tx.sample_texture_patches(bank, np.array([4]), 8, rng)
+
+
+# --- Tagger's gratings --------------------------------------------------------------------------------
+
+def test_gratings_are_tagger_s_twenty_single_frequency_sinusoids():
+    bank = tx.load_textures(source="gratings")
+    assert bank.source == "gratings" and len(bank) == 20 and len(set(tx.GRATING_FREQUENCIES)) == 20
+    assert tx.GRATING_FREQUENCIES[:5] == ((4, 0), (4, 4), (4, 8), (4, 12), (10, 1))   # Freq20's first pairs
+    period = tx.GRATING_PERIOD
+    for (f_row, f_col), img in zip(tx.GRATING_FREQUENCIES, bank.images):
+        assert img.dtype == np.float32 and abs(img.min()) < 0.01 and abs(img.max() - 1) < 0.01
+        spectrum = np.abs(np.fft.fft2(img[:period, :period] - img[:period, :period].mean()))
+        peaks = {tuple(int(v) for v in np.unravel_index(i, spectrum.shape)) for i in np.argsort(spectrum.ravel())[-2:]}
+        assert peaks == {(f_row % period, f_col % period), (-f_row % period, -f_col % period)}
+        assert np.sort(spectrum.ravel())[-3] < 1e-3 * spectrum.max()    # nothing else: one frequency
+    again, other = tx.grating_textures(seed=0), tx.grating_textures(seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(bank.images, again.images))
+    assert not np.array_equal(bank.images[0], other.images[0])          # the seed moves the phases
+    with pytest.raises(ValueError, match="between 1 and 20"):
+        tx.grating_textures(n=21)
+
+
+def test_patches_without_rotation_or_scaling_are_plain_crops():
+    rng = np.random.default_rng(0)
+    texture = rng.random((64, 64)).astype(np.float32)
+    patches = tx.sample_texture_patches([texture], np.zeros(5, dtype=int), 28, rng, rotate=False, scale_range=(1, 1))
+    for patch in patches:   # each is texture[r:r + 28, c:c + 28] for some integer r, c: no interpolation
+        r, c = np.argwhere(np.isclose(texture, patch[0, 0], atol=0, rtol=0))[0]
+        assert np.array_equal(patch, texture[r:r + 28, c:c + 28])

@@ -12,8 +12,13 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
   filtered noise, ...), chosen to differ even after random rotation (different spatial frequencies,
   not only different orientations). The book's published figures use this set (chapters pass
   ``source="free"``, so that a reader's own album copy never ends up in a rendered page).
+* **Gratings** — the textures of Tagger's own released textured-MNIST data ("Freq20"): 20 pure
+  sinusoidal gratings, one spatial frequency each (:data:`GRATING_FREQUENCIES`, on a 38-pixel period).
+  A group that has found its grating's frequency can reconstruct it anywhere, which makes these the
+  easiest textures to group by. Chapter 9 uses them as a control (``source="gratings"``).
 * Every texture is a 2-D float32 array in [0, 1], histogram-equalised by default so that, as in the
-  (equalised) album, textures differ by structure rather than by mean brightness.
+  (equalised) album, textures differ by structure rather than by mean brightness (the gratings are
+  never equalised: they stay pure sinusoids, as Tagger's are).
 * :func:`sample_texture_patches` draws randomly rotated and scaled patches with one bilinear
   resampling of the full texture, centred far enough from the border that no patch pixel ever
   reads outside the texture (no border artefacts).
@@ -35,6 +40,13 @@ BRODATZ_DEFAULT = ("D1", "D4", "D9", "D11", "D15", "D16", "D18", "D19", "D20", "
 IMAGE_SUFFIXES = (".png", ".gif", ".tif", ".tiff", ".pgm", ".bmp", ".jpg", ".jpeg")
 PROCEDURAL_SIZE = 256            # side of every free texture, in pixels
 DEFAULT_SCALE_RANGE = (0.6, 1.2)  # our reconstruction: the paper does not give its scaling range
+SOURCES = ("auto", "brodatz", "free", "gratings")
+# Tagger's Freq20 textures: frequency pairs (cycles per GRATING_PERIOD pixels along rows, columns), built as in
+# its data script: rows from (4, 10, 21, 32, 37), columns from (0, 4, 8, 12), shifted by the row's index
+GRATING_PERIOD = 38
+GRATING_FREQUENCIES = tuple((f_row, f_col + i) for i, f_row in enumerate((4, 10, 21, 32, 37))
+                            for f_col in (0, 4, 8, 12))
+GRATING_SIZE = 128               # side of every grating, in pixels (they are periodic: any size will do)
 
 
 @dataclass
@@ -176,6 +188,33 @@ def free_textures(n=20, seed=0, equalize=True) -> TextureBank:
                        {"licence": "scikit-image CC0 photographs + procedural", "equalize": equalize})
 
 
+def grating_textures(n=20, seed=0) -> TextureBank:
+    """Tagger's "Freq20" textures: ``0.5 + 0.5 cos(2 pi (f_r y + f_c x) / 38 + phase)``, one per pair of
+    :data:`GRATING_FREQUENCIES`, each with a phase drawn from ``seed``; never equalised.
+
+    Parameters
+    ----------
+    n : int, 1..20 — how many (the first ``n`` frequency pairs).
+    seed : int — draws the phases.
+
+    Returns
+    -------
+    TextureBank with ``source="gratings"``; the names give each frequency pair.
+
+    Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
+    """
+    _check_count(n, len(GRATING_FREQUENCIES), "gratings")
+    rng = np.random.default_rng(_check_seed(seed))
+    y, x = np.mgrid[0:GRATING_SIZE, 0:GRATING_SIZE]
+    images, names = [], []
+    for f_row, f_col in GRATING_FREQUENCIES[:n]:
+        phase = rng.uniform(0, 2 * np.pi)
+        images.append((0.5 + 0.5 * np.cos(2 * np.pi * (f_row * y + f_col * x) / GRATING_PERIOD + phase))
+                      .astype(np.float32))
+        names.append(f"grating ({f_row}, {f_col}) cycles per {GRATING_PERIOD} px")
+    return TextureBank(images, names, "gratings", {"after": "Tagger's released Freq20 textured MNIST"})
+
+
 # ---------------------------------------------------------------------------------------------------
 # the Brodatz album from a folder
 # ---------------------------------------------------------------------------------------------------
@@ -263,8 +302,9 @@ def load_textures(data_dir=None, n=20, seed=0, source="auto", names=None, equali
     n : int — number of textures (the paper: 20).
     seed : int — seeds the procedural textures and any seeded choice of plates.
     source : ``"auto"`` (album if found, else free; an explicit ``data_dir`` without plates is an
-        error), ``"brodatz"`` (album or error) or ``"free"`` (always the embedded default, which the
-        book's published figures use since the album's photographs are copyrighted).
+        error), ``"brodatz"`` (album or error), ``"free"`` (always the embedded default, which the
+        book's published figures use since the album's photographs are copyrighted) or ``"gratings"``
+        (:func:`grating_textures`, Tagger's own; ``names`` and ``equalize`` do not apply).
     names : plate names for the album, or None for :data:`BRODATZ_DEFAULT`.
     equalize : bool — histogram-equalise every texture.
 
@@ -274,10 +314,12 @@ def load_textures(data_dir=None, n=20, seed=0, source="auto", names=None, equali
 
     Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
     """
-    if source not in ("auto", "brodatz", "free"):
-        raise ValueError(f"unknown texture source {source!r}: expected 'auto', 'brodatz' or 'free'")
+    if source not in SOURCES:
+        raise ValueError(f"unknown texture source {source!r}: expected one of {', '.join(map(repr, SOURCES))}")
     if source == "free":
         bank = free_textures(n, seed, equalize)
+    elif source == "gratings":
+        bank = grating_textures(n, seed)
     else:
         explicit = data_dir is not None
         root = settings.data_dir(data_dir)
@@ -290,7 +332,8 @@ def load_textures(data_dir=None, n=20, seed=0, source="auto", names=None, equali
             bank = free_textures(n, seed, equalize)
     where = f" from {Path(bank.details['folder']).name}/" if bank.source == "brodatz" else ""
     settings.report(f"textures: {len(bank)} {bank.source} textures{where}"
-                    + (" (scikit-image CC0 photographs + procedural)" if bank.source == "free" else ""))
+                    + {"free": " (scikit-image CC0 photographs + procedural)",
+                       "gratings": " (Tagger's Freq20 sinusoids)"}.get(bank.source, ""))
     return bank
 
 
@@ -314,7 +357,9 @@ def sample_texture_patches(textures, texture_ids, size, rng, rotate=True,
     rng : numpy Generator.
     rotate : bool — uniform random angle in [0, 2 pi) (else 0).
     scale_range : (lo, hi) — magnification drawn log-uniformly; 1 keeps the texture's pixel size,
-        0.5 shows twice as much texture per patch (our reconstruction: default (0.6, 1.2)).
+        0.5 shows twice as much texture per patch (our reconstruction: default (0.6, 1.2)). Without
+        rotation and with ``(1, 1)`` a patch is a plain crop of texture pixels (no interpolation, which
+        would blur a fine grating at a half-pixel offset).
 
     Returns
     -------
@@ -347,6 +392,9 @@ def sample_texture_patches(textures, texture_ids, size, rng, rotate=True,
     scale = np.exp(rng.uniform(np.log(lo), np.log(hi), m))
     centre_y = rng.uniform(radius, shapes[ids, 0] - 1 - radius)
     centre_x = rng.uniform(radius, shapes[ids, 1] - 1 - radius)
+    if not rotate and lo == hi == 1.0:   # a plain crop: patch pixels on texture pixels, no interpolation blur
+        centre_y = np.floor(centre_y - (height - 1) / 2) + (height - 1) / 2
+        centre_x = np.floor(centre_x - (width - 1) / 2) + (width - 1) / 2
     oy, ox = np.mgrid[0:height, 0:width].astype(np.float64)
     oy, ox = (oy - (height - 1) / 2).ravel(), (ox - (width - 1) / 2).ravel()   # (H*W,)
     cos, sin = (np.cos(angle) / scale)[:, None], (np.sin(angle) / scale)[:, None]

@@ -20,7 +20,7 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
   group; :func:`rladder_nb.metrics.adjusted_mutual_information`), ``classification_error`` (%) per
   iteration (the ConvNet: one value), on the fixed test split with seeded noise and initial masks.
 * Sizes, layers and hyper-parameters are our reconstruction (the paper's Appendix D.3 is unavailable).
-* **Measured at book scale** (1,200 steps, about 6 minutes on one thread; 20,000 training examples since
+* **Measured at book scale** (1,200 steps, 5 to 9 minutes on one thread; 20,000 training examples since
   the ConvNet overfitted the earlier 3,000, see :data:`~rladder_nb.data.textured_mnist.SIZES`): grouping has
   not emerged (recorded, seed 0, last iteration: RTagger AMI 0.034 supervised, 0.033 semi-supervised;
   Tagger 0.001). The RTagger's class cost stays at ln 10 (90 % error); the Tagger's leaves it (62.3 %
@@ -108,8 +108,8 @@ N_CLASSES = 10
 DATA_SEED = 0            # the data set (splits, textures) is the same for every training seed
 TEST_SEED = 20_171_204   # the test noise and initial masks
 AMI_CONVENTION = "tagger"
-# our reconstruction; "book": one run <= 8 minutes on one thread of a 2-core CPU (measured: about 0.35 s per
-# RTagger step, 0.26 s per Tagger step at batch 32)
+# our reconstruction; "book": one run 5 to 9 minutes on one thread of a 2-core CPU (measured: 0.3 to 0.45 s per
+# RTagger step, 0.26 to 0.44 s per Tagger step at batch 32)
 SCALES = {
     "smoke": dict(layers=[["conv", 4, 2, 3], ["conv", 8, 2, 3], ["dense", 16, 1, 3]], n_groups=3, n_iterations=2,
                   batch_size=8, labelled_per_batch=4, n_steps=3, lr=1e-3, texture_source="free"),
@@ -120,9 +120,12 @@ SCALES = {
                   n_groups=3, n_iterations=3, batch_size=100, labelled_per_batch=50, n_steps=50_000, lr=1e-3,
                   texture_source="auto"),
 }
-# the ConvNet is ~40x faster per step than the RTagger: at book scale it gets 5x the steps (still < 1 minute)
+# the ConvNet is ~40x faster per step than the RTagger: at book scale it gets 5x the steps (about a minute)
 CONVNET_STEPS = {"smoke": 3, "book": 6000, "paper": 50_000}
 NOISE_STD = 0.2
+# how the images are made (generate_textured_mnist's options; configurable, e.g. for the gratings control of
+# chapter 9: texture_source="gratings", thicken=0, soft_masks=True, rotate=False, texture_scale_range=[1, 1])
+GENERATOR_DEFAULTS = dict(thicken=1, soft_masks=False, rotate=True, texture_scale_range=list(DEFAULT_SCALE_RANGE))
 HEAD_NORM = "tagger"     # heads normalised over batch and groups, as in the Tagger's released code
 CLASS_WEIGHT = 1.0
 EVAL_CHUNK = 200
@@ -155,7 +158,7 @@ def config(model: str, scale: str, dataset: str = DEFAULT_DATASET) -> dict:
     return dict(model=model, scale=scale, dataset=dataset, data_seed=DATA_SEED, noise_std=NOISE_STD,
                 engine={"rtagger": "rladder", "tagger": "ladder"}.get(model), cell="lstm", combinator="vanilla",
                 norm="auto", head_norm=HEAD_NORM if model != "convnet" else None, class_weight=CLASS_WEIGHT,
-                ami_convention=AMI_CONVENTION,
+                ami_convention=AMI_CONVENTION, **GENERATOR_DEFAULTS,
                 **SIZES[scale][dataset], **sizes)
 
 
@@ -177,7 +180,8 @@ def build(cfg: dict):
 
 
 @functools.lru_cache(maxsize=4)
-def _splits(n_labelled, n_unlabelled, n_test, data_seed, texture_source, data_folder, scale_range):
+def _splits(n_labelled, n_unlabelled, n_test, data_seed, texture_source, data_folder, scale_range,
+            thicken=1, soft_masks=False, rotate=True):
     from ..data.mnist import load_mnist
     from ..data.textures import load_textures
 
@@ -185,7 +189,7 @@ def _splits(n_labelled, n_unlabelled, n_test, data_seed, texture_source, data_fo
     textures = load_textures(None, n=20, seed=data_seed, source=texture_source)
     splits = make_splits(n_labelled, n_unlabelled, n_test, train_digits.images, train_digits.labels,
                          test_digits.images, test_digits.labels, textures, seed=data_seed,
-                         scale_range=scale_range)
+                         scale_range=scale_range, thicken=thicken, soft_masks=soft_masks, rotate=rotate)
     return splits, textures.source
 
 
@@ -193,9 +197,11 @@ def load_data(cfg: dict) -> dict:
     """The ``{"labelled", "unlabelled", "test"}`` splits of a run (cached per process), with
     ``"texture_source"``: the bank actually used (``'free'`` or ``'brodatz'``)."""
     cfg = _check_config(cfg)
+    options = {k: cfg.get(k, v) for k, v in GENERATOR_DEFAULTS.items()}   # entries older than these keys
     splits, source = _splits(cfg["n_labelled"], cfg["n_unlabelled"], cfg["n_test"], cfg["data_seed"],
                              cfg["texture_source"], str(settings.data_dir()),
-                             tuple(cfg.get("texture_scale_range", DEFAULT_SCALE_RANGE)))
+                             tuple(options["texture_scale_range"]), options["thicken"], options["soft_masks"],
+                             options["rotate"])
     return dict(splits, texture_source=source)
 
 
