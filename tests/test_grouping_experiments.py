@@ -176,6 +176,16 @@ def test_generator_options_are_config_choices_and_gratings_a_texture_source():
     assert corner.min() >= 0 and corner.max() <= 1 and corner.std() > 0.05
 
 
+def test_the_gratings_control_is_a_dataset_of_its_own():
+    cfg = tm.config("rtagger", "smoke", "gratings")
+    sup = tm.config("rtagger", "smoke", "supervised")
+    assert {k: cfg[k] for k in tm.CONTROLS["gratings"]} == tm.CONTROLS["gratings"]
+    assert cfg["n_labelled"] == sup["n_labelled"] and cfg["n_unlabelled"] == 0    # fully supervised sizes
+    assert tm.load_data(cfg)["texture_source"] == "gratings"
+    with pytest.raises(ValueError, match="gratings"):                              # the error lists it
+        tm.config("rtagger", "smoke", "stripes")
+
+
 def test_study_run_of_the_gratings_control_through_the_cli(tmp_path, capsys):
     import json
 
