@@ -87,6 +87,22 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
   88.3 / 86.7 / 84.6 % error, its class cost leaving ln 10 only at about step 1,000.
   *The Tagger cost alone* (no labels, as the released code pretrains), 3,000 steps: RTagger AMI 0.021,
   0.028, 0.031 over the iterations; Tagger 0.002, 0.002, 0.001 (tagger cost -1.50 and -1.46 at the end).
+* **Tagger's own textures** (the recorded ``gratings`` control, seed 0, last iteration): RTagger AMI
+  0.020, error 90.0 %; Tagger AMI 0.000, error 63.3 %; ConvNet 38.8 % -- the picture of our textures
+  (RTagger 0.034 / 90.0 %, Tagger 0.001 / 62.3 %, ConvNet 43.6 %), so at this budget the textures are not
+  the cause. Further pilots (seed 0, 1,000 test images, last iteration; not recorded):
+  *longer training* -- the Tagger for 8,000 steps on our textures (``--set n_steps=8000``, 47 minutes):
+  its class cost falls on (1.06 over the last 1,000 steps) and the error to 49.3 %, still above the
+  ConvNet's, while its AMI stays at 0.001; the RTagger for 6,000 steps on the gratings control
+  (``--dataset gratings --set n_steps=6000``): its denoising cost falls on (-1.77 over
+  the last 1,000 steps, -1.36 around step 1,000), but its class cost stays at ln 10 for all 6,000 steps
+  (90.3 % error) and its AMI at 0.018 (42 minutes). *Batch normalisation over examples and groups*
+  in the engine's cells (batch statistics in place of the cells' GroupNorm, as in the Ladder inside
+  Tagger's released code, which normalises each feature over the minibatch and the K groups together;
+  GroupNorm normalises each group's copy on its own, and so hides how much of the input a group holds;
+  1,200 steps, a patched cell, not a package option): RTagger AMI 0.028, error 89.2 % on our textures;
+  0.021 on gratings cut with sub-pixel offsets (an earlier version of the control whose interpolation
+  blurred the finest gratings): no change.
 """
 from __future__ import annotations
 
