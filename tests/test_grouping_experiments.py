@@ -198,3 +198,9 @@ def test_study_run_of_the_gratings_control_through_the_cli(tmp_path, capsys):
     entry = json.loads((tmp_path / "r.json").read_text())
     assert entry["config"]["texture_bank"] == "gratings" and entry["overrides"]["thicken"] == 0
     assert len(entry["metrics"]["ami"]) == entry["config"]["n_iterations"]
+
+
+def test_configs_do_not_share_mutable_values():
+    a, b = tm.config("rtagger", "smoke"), tm.config("tagger", "smoke")
+    a["texture_scale_range"][0] = 0.1
+    assert b["texture_scale_range"] == tm.GENERATOR_DEFAULTS["texture_scale_range"] == [0.6, 1.2]
