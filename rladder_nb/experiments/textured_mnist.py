@@ -210,7 +210,7 @@ def build(cfg: dict):
 
 @functools.lru_cache(maxsize=4)
 def _splits(n_labelled, n_unlabelled, n_test, data_seed, texture_source, data_folder, scale_range,
-            thicken=1, soft_masks=False, rotate=True):
+            thicken, soft_masks, rotate):
     from ..data.mnist import load_mnist
     from ..data.textures import load_textures
 
