@@ -9,7 +9,7 @@ from rladder_nb.experiments import get_experiment
 from rladder_nb.experiments import moving_mnist_grouping as mm
 from rladder_nb.experiments import textured_mnist as tm
 from rladder_nb.metrics import adjusted_mutual_information
-from rladder_nb.models.tagger import Tagger
+from rladder_nb.models.tagger import Tagger, starting_masks
 from rladder_nb.models.video import StaticClassifier
 
 
@@ -52,6 +52,32 @@ def test_textured_metrics_agree_with_a_direct_computation(textured_runs):
     error = (out["class_probs"][:, -1].argmax(-1) != out["labels"]).mean() * 100
     assert np.isclose(error, metrics["classification_error"][-1])
     assert np.allclose(out["class_probs"].sum(-1), 1, atol=1e-5)
+
+
+def test_predict_can_start_from_the_true_segmentation(textured_runs):
+    cfg, net, _, _ = textured_runs[("supervised", "rtagger")]
+    n = 5
+    out = tm.predict(net, cfg, n=n, start="true")
+    data = tm.load_data(cfg)["test"]
+    g = torch.Generator().manual_seed(tm.TEST_SEED)
+    noisy = data.images[:n] + cfg["noise_std"] * torch.randn(data.images[:n].shape, generator=g)
+    with torch.no_grad():
+        want = net(noisy, cfg["n_iterations"], initial_masks=starting_masks("true", data.masks[:n], cfg["n_groups"]))
+    assert np.allclose(out["masks"], want["masks"].numpy(), atol=1e-6)
+    assert not np.allclose(out["masks"], tm.predict(net, cfg, n=n)["masks"])   # the random start differs
+    with pytest.raises(ValueError, match="unknown start"):
+        tm.predict(net, cfg, n=n, start="oracle")
+    with pytest.raises(ValueError, match="needs a Tagger model"):
+        tm.predict(textured_runs[("supervised", "convnet")][1], tm.config("convnet", "smoke"), start="true")
+    mcfg = mm.config("rtagger", "smoke")
+    mnet = mm.build(mcfg)
+    seq = mm.predict(mnet, mcfg, n=2, start="true")
+    frames = torch.as_tensor(seq["frames"][:, :-1, None])
+    with torch.no_grad():
+        want = mnet(frames, initial_masks=starting_masks("true", seq["true_masks"][:, 0], mcfg["n_groups"]))
+    assert np.allclose(seq["masks"], want["masks"].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown start"):
+        mm.predict(mnet, mcfg, n=2, start="oracle")
 
 
 def test_textured_evaluation_is_deterministic_and_registered(textured_runs):

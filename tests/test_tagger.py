@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rladder_nb.models.tagger import INITIAL_Z, Tagger, group_class_probabilities, tagger_cost, tagger_loss
+from rladder_nb.models.tagger import (INITIAL_Z, Tagger, group_class_probabilities, starting_masks, tagger_cost,
+                                      tagger_loss)
 from rladder_nb.training import load_checkpoint, save_checkpoint
 
 LAYERS = [["conv", 4, 2, 3], ["conv", 8, 2, 3], ["dense", 12, 1, 3]]
@@ -200,3 +201,28 @@ def test_tagger_head_norm_normalises_over_batch_and_groups_then_rescales():
     plain = Tagger(SHAPE, LAYERS, n_groups=3)
     assert net.config["head_norm"] == "tagger" and plain.config["head_norm"] is None
     assert set(net.state_dict()) - set(plain.state_dict()) == {"z_scale", "z_shift", "mask_scale"}
+
+
+def test_starting_masks_hold_the_given_segmentation():
+    rng = np.random.default_rng(0)
+    seg = rng.integers(0, 2, size=(3, 6, 6))                         # two true groups
+    true = np.stack([seg == 0, seg == 1], axis=1).astype(np.float32)  # (3, 2, 6, 6)
+    assert starting_masks("random", true, 3) is None
+    m = starting_masks("true", true, 3)
+    assert m.shape == (3, 3, 6, 6) and torch.allclose(m.sum(1), torch.ones(3, 6, 6))
+    assert (m.argmax(1).numpy() == seg).all() and (m > 0).all()      # group j holds true group j; logs finite
+    assert float(m[:, 2].max()) < 0.01                                # the spare group starts empty
+    one = starting_masks("one_group", true, 3)
+    assert (one.argmax(1) == 0).all() and float(one[:, 0].min()) > 0.99
+    # a trained model run from the given masks sees them (the forward pass takes them as they are)
+    net = _net(n_classes=None)
+    seg8 = rng.integers(0, 2, size=(3, 8, 8))
+    true8 = np.stack([seg8 == 0, seg8 == 1], axis=1).astype(np.float32)
+    x = torch.rand(3, *SHAPE)
+    a = net(x, 2, initial_masks=starting_masks("true", true8, 3))
+    b = net(x, 2, initial_masks=starting_masks("one_group", true8, 3))
+    assert not torch.allclose(a["masks"], b["masks"])
+    with pytest.raises(ValueError, match="unknown start"):
+        starting_masks("oracle", true, 3)
+    with pytest.raises(ValueError, match="J <= n_groups"):
+        starting_masks("true", true, 1)

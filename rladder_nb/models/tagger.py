@@ -220,6 +220,36 @@ class Tagger(nn.Module):
                 "class_probs": torch.stack(probs, 1) if probs else None, "v": self.v}
 
 
+STARTS = ("random", "true", "one_group")   # the starting masks of a diagnostic run (see starting_masks)
+
+
+def starting_masks(start: str, true_masks, n_groups: int, eps: float = 1e-3):
+    """Starting masks ``(B, K, H, W)`` that hold a given segmentation, or None for the usual random start.
+
+    A diagnostic: would a trained model keep a correct split if handed one? ``start`` is ``'random'``
+    (None: the model draws its own, :meth:`Tagger.initial_masks`), ``'true'`` (true group ``j`` in model
+    group ``j``, the remaining model groups empty) or ``'one_group'`` (everything in group 0). ``true_masks``
+    is ``(B, J, H, W)`` with ``J <= n_groups``; every group gets at least ``eps`` before normalising, so
+    the logarithms the model takes stay finite. Introduced in *Perceptual grouping with Tagger and RTagger*.
+    """
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}: expected one of {STARTS}")
+    if start == "random":
+        return None
+    true_masks = torch.as_tensor(true_masks, dtype=torch.float32)
+    if true_masks.dim() != 4 or true_masks.shape[1] > n_groups:
+        raise ValueError(f"true_masks must be (B, J, H, W) with J <= n_groups = {n_groups}, "
+                         f"got {tuple(true_masks.shape)}")
+    B, J, H, W = true_masks.shape
+    masks = torch.zeros(B, n_groups, H, W)
+    if start == "true":
+        masks[:, :J] = true_masks
+    else:
+        masks[:, 0] = 1.0
+    masks = masks.clamp_min(0) + eps
+    return masks / masks.sum(dim=1, keepdim=True)
+
+
 def _normalise_over_batch_and_groups(t, eps=1e-5):
     """Zero mean and unit variance per pixel (and channel) over the first two dimensions (batch, groups)."""
     mean = t.mean(dim=(0, 1), keepdim=True)
