@@ -57,27 +57,62 @@ def test_textured_metrics_agree_with_a_direct_computation(textured_runs):
 def test_predict_can_start_from_the_true_segmentation(textured_runs):
     cfg, net, _, _ = textured_runs[("supervised", "rtagger")]
     n = 5
-    out = tm.predict(net, cfg, n=n, start="true")
+    out = tm.predict(net, cfg, n=n, start="ground_truth")
     data = tm.load_data(cfg)["test"]
     g = torch.Generator().manual_seed(tm.TEST_SEED)
     noisy = data.images[:n] + cfg["noise_std"] * torch.randn(data.images[:n].shape, generator=g)
     with torch.no_grad():
-        want = net(noisy, cfg["n_iterations"], initial_masks=starting_masks("true", data.masks[:n], cfg["n_groups"]))
+        want = net(noisy, cfg["n_iterations"], initial_masks=starting_masks("ground_truth", data.masks[:n], cfg["n_groups"]))
     assert np.allclose(out["masks"], want["masks"].numpy(), atol=1e-6)
     assert not np.allclose(out["masks"], tm.predict(net, cfg, n=n)["masks"])   # the random start differs
     with pytest.raises(ValueError, match="unknown start"):
         tm.predict(net, cfg, n=n, start="oracle")
     with pytest.raises(ValueError, match="needs a Tagger model"):
-        tm.predict(textured_runs[("supervised", "convnet")][1], tm.config("convnet", "smoke"), start="true")
+        tm.predict(textured_runs[("supervised", "convnet")][1], tm.config("convnet", "smoke"), start="ground_truth")
     mcfg = mm.config("rtagger", "smoke")
     mnet = mm.build(mcfg)
-    seq = mm.predict(mnet, mcfg, n=2, start="true")
+    seq = mm.predict(mnet, mcfg, n=2, start="ground_truth")
     frames = torch.as_tensor(seq["frames"][:, :-1, None])
     with torch.no_grad():
-        want = mnet(frames, initial_masks=starting_masks("true", seq["true_masks"][:, 0], mcfg["n_groups"]))
+        want = mnet(frames, initial_masks=starting_masks("ground_truth", seq["true_masks"][:, 0], mcfg["n_groups"]))
     assert np.allclose(seq["masks"], want["masks"].numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="unknown start"):
         mm.predict(mnet, mcfg, n=2, start="oracle")
+
+
+def test_training_can_start_from_the_true_segmentation(monkeypatch, capsys, tmp_path):
+    seen = []
+    forward = Tagger.forward
+
+    def spy(self, x, *args, initial_masks=None, **kw):
+        seen.append(initial_masks)
+        return forward(self, x, *args, initial_masks=initial_masks, **kw)
+
+    monkeypatch.setattr(Tagger, "forward", spy)
+    cfg = dict(tm.config("tagger", "smoke"), n_steps=1, batch_size=4, labelled_per_batch=4)
+    assert cfg["train_start"] == "random"
+    tm.train_model("tagger", cfg, seed=0, progress=False)
+    assert seen == [None]                                   # Tagger's training: the model draws random masks
+    seen.clear()
+    tm.train_model("tagger", dict(cfg, train_start="ground_truth"), seed=0, progress=False)
+    lab = tm.load_data(cfg)["labelled"]
+    (masks,) = seen
+    assert masks.shape == (4, cfg["n_groups"], 28, 28)
+    # each example starts from a true segmentation of the training split: group 0 background, 1 digit
+    starts = {bytes(m.argmax(0).numpy().astype(np.uint8)) for m in masks}
+    truths = {bytes(t.argmax(0).numpy().astype(np.uint8)) for t in lab.masks}
+    assert starts <= truths and float(masks[:, 2].max()) < 0.01
+    with pytest.raises(ValueError, match="unknown start"):
+        tm.train_model("tagger", dict(cfg, train_start="oracle"), progress=False)
+    with pytest.raises(ValueError, match="needs a Tagger model"):
+        tm.train_model("convnet", dict(tm.config("convnet", "smoke"), train_start="ground_truth"), progress=False)
+    # a study run through the command line
+    from rladder_nb.__main__ import main
+    out = tmp_path / "run.json"
+    main(["train", "textured_mnist", "--model", "tagger", "--scale", "smoke", "--set", "train_start=ground_truth",
+          "--set", "n_steps=1", "--json", str(out), "--quiet"])
+    import json
+    assert json.loads(out.read_text())["overrides"] == {"train_start": "ground_truth", "n_steps": 1}
 
 
 def test_textured_evaluation_is_deterministic_and_registered(textured_runs):

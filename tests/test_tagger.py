@@ -208,7 +208,7 @@ def test_starting_masks_hold_the_given_segmentation():
     seg = rng.integers(0, 2, size=(3, 6, 6))                         # two true groups
     true = np.stack([seg == 0, seg == 1], axis=1).astype(np.float32)  # (3, 2, 6, 6)
     assert starting_masks("random", true, 3) is None
-    m = starting_masks("true", true, 3)
+    m = starting_masks("ground_truth", true, 3)
     assert m.shape == (3, 3, 6, 6) and torch.allclose(m.sum(1), torch.ones(3, 6, 6))
     assert (m.argmax(1).numpy() == seg).all() and (m > 0).all()      # group j holds true group j; logs finite
     assert float(m[:, 2].max()) < 0.01                                # the spare group starts empty
@@ -219,10 +219,10 @@ def test_starting_masks_hold_the_given_segmentation():
     seg8 = rng.integers(0, 2, size=(3, 8, 8))
     true8 = np.stack([seg8 == 0, seg8 == 1], axis=1).astype(np.float32)
     x = torch.rand(3, *SHAPE)
-    a = net(x, 2, initial_masks=starting_masks("true", true8, 3))
+    a = net(x, 2, initial_masks=starting_masks("ground_truth", true8, 3))
     b = net(x, 2, initial_masks=starting_masks("one_group", true8, 3))
     assert not torch.allclose(a["masks"], b["masks"])
     with pytest.raises(ValueError, match="unknown start"):
         starting_masks("oracle", true, 3)
     with pytest.raises(ValueError, match="J <= n_groups"):
-        starting_masks("true", true, 1)
+        starting_masks("ground_truth", true, 1)

@@ -161,7 +161,7 @@ def predict(net, cfg: dict, n: int = 4, n_observed: int | None = None, n_generat
     Returns ``frames`` (n, F, H, W) and ``true_masks`` (n, F, K+1, H, W), ``overlap`` (n, F, H, W) of the
     true sequence (F frames), and ``prediction`` (n, P, H, W), ``masks`` (n, P, K, H, W), ``z``
     (n, P, K, H, W) of predicted frames ``1..P``. ``start``: the starting masks, random as in training or,
-    as a diagnostic, frame 0's true segmentation (``'true'``) or everything in one group (``'one_group'``);
+    as a diagnostic, frame 0's true segmentation (``'ground_truth'``) or everything in one group (``'one_group'``);
     see :func:`~rladder_nb.models.tagger.starting_masks`. Introduced in *Grouping by motion on Moving MNIST*.
     """
     cfg = _check_config(cfg)

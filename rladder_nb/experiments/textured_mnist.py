@@ -21,6 +21,10 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
   (:data:`CONVNET_STEPS`: it is far cheaper per step).
 * **Semi-supervised.** Each batch holds ``labelled_per_batch`` labelled examples and the rest unlabelled
   ones (label -1: the Tagger cost only).
+* **Starting masks in training** (``train_start``, a diagnostic for study runs): ``'random'`` (Tagger's
+  training, every recorded entry) or ``'ground_truth'`` -- every training example starts from its true segmentation
+  (:func:`~rladder_nb.models.tagger.starting_masks`), which shows the model the split the cost should
+  reward (and the digit's outline with it), e.g. ``--set train_start=true``.
 * **Metrics.** ``ami`` per iteration (Tagger convention: pixels whose true mask exceeds 0.9, background a
   group; :func:`rladder_nb.metrics.adjusted_mutual_information`), ``classification_error`` (%) per
   iteration (the ConvNet: one value), on the fixed test split with seeded noise and initial masks.
@@ -206,7 +210,7 @@ def config(model: str, scale: str, dataset: str = DEFAULT_DATASET) -> dict:
     cfg = dict(model=model, scale=scale, dataset=dataset, data_seed=DATA_SEED, noise_std=NOISE_STD,
                engine={"rtagger": "rladder", "tagger": "ladder"}.get(model), cell="lstm", combinator="vanilla",
                norm="auto", head_norm=HEAD_NORM if model != "convnet" else None, class_weight=CLASS_WEIGHT,
-               ami_convention=AMI_CONVENTION, **copy.deepcopy(GENERATOR_DEFAULTS),
+               ami_convention=AMI_CONVENTION, train_start="random", **copy.deepcopy(GENERATOR_DEFAULTS),
                **SIZES[scale][dataset if dataset in DATASETS else "supervised"], **sizes)
     cfg.update(copy.deepcopy(CONTROLS.get(dataset, {})))
     return cfg
@@ -293,28 +297,36 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     n_lab = cfg["batch_size"] if model == "convnet" or len(unl) == 0 else cfg["labelled_per_batch"]
     n_unl = cfg["batch_size"] - n_lab
 
+    train_start = cfg.get("train_start", "random")    # entries recorded before this key started at random
+    starting_masks(train_start, lab.masks[:1], cfg.get("n_groups", 2))   # checks the value before any work
+    if model == "convnet" and train_start != "random":
+        raise ValueError(f"train_start={train_start!r} needs a Tagger model (it sets the starting masks); "
+                         "the ConvNet has none")
+
     def take(split, n, step, stream):
         per_epoch = max(1, len(split) // n)
         epoch, k = divmod(step, per_epoch)
         order = np.random.default_rng([seed, stream, epoch]).permutation(len(split))
         index = torch.as_tensor(np.resize(order[k * n:], n))
-        return split.images[index], split.labels[index]
+        return split.images[index], split.labels[index], split.masks[index]
 
     def make_batch(step):
-        x, y = take(lab, n_lab, step, 0)
+        x, y, masks = take(lab, n_lab, step, 0)
         if n_unl:
-            xu, yu = take(unl, n_unl, step, 1)
-            x, y = torch.cat([x, xu]), torch.cat([y, yu])
+            xu, yu, mu = take(unl, n_unl, step, 1)
+            x, y, masks = torch.cat([x, xu]), torch.cat([y, yu]), torch.cat([masks, mu])
         g = torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 2]).integers(2**62)))
-        return x.to(device), _noisy(x, cfg["noise_std"], g).to(device), y.to(device), g
+        init = starting_masks(train_start, masks, cfg["n_groups"]) if model != "convnet" else None
+        return (x.to(device), _noisy(x, cfg["noise_std"], g).to(device), y.to(device), g,
+                None if init is None else init.to(device))
 
     def loss_fn(net, batch):
-        x, x_noisy, y, g = batch
+        x, x_noisy, y, g, init = batch
         if model == "convnet":
             logits = net(x_noisy)["logits"]
             ce = torch.nn.functional.cross_entropy(logits, y)
             return ce, {"class_ce": float(ce.detach())}
-        out = net(x_noisy, cfg["n_iterations"], generator=g)
+        out = net(x_noisy, cfg["n_iterations"], generator=g, initial_masks=init)
         return tagger_loss(out, x, y, cfg["class_weight"])
 
     result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
@@ -331,7 +343,7 @@ def predict(net, cfg: dict, n: int | None = None, seed: int = TEST_SEED, split: 
     and, for Tagger models, ``z`` (n, I, K, 1, H, W), ``masks`` (n, I, K, H, W), ``class_probs``
     (n, I, 10); for the ConvNet ``class_probs`` (n, 1, 10). Noise and initial masks are seeded by ``seed``.
     ``start`` (Tagger models): the starting masks, random as in training or, as a diagnostic, the true
-    segmentation (``'true'``) or everything in one group (``'one_group'``); see
+    segmentation (``'ground_truth'``) or everything in one group (``'one_group'``); see
     :func:`~rladder_nb.models.tagger.starting_masks`.
     Introduced in *Perceptual grouping with Tagger and RTagger*.
     """

@@ -220,14 +220,14 @@ class Tagger(nn.Module):
                 "class_probs": torch.stack(probs, 1) if probs else None, "v": self.v}
 
 
-STARTS = ("random", "true", "one_group")   # the starting masks of a diagnostic run (see starting_masks)
+STARTS = ("random", "ground_truth", "one_group")   # the starting masks of a diagnostic run (see starting_masks)
 
 
 def starting_masks(start: str, true_masks, n_groups: int, eps: float = 1e-3):
     """Starting masks ``(B, K, H, W)`` that hold a given segmentation, or None for the usual random start.
 
     A diagnostic: would a trained model keep a correct split if handed one? ``start`` is ``'random'``
-    (None: the model draws its own, :meth:`Tagger.initial_masks`), ``'true'`` (true group ``j`` in model
+    (None: the model draws its own, :meth:`Tagger.initial_masks`), ``'ground_truth'`` (true group ``j`` in model
     group ``j``, the remaining model groups empty) or ``'one_group'`` (everything in group 0). ``true_masks``
     is ``(B, J, H, W)`` with ``J <= n_groups``; every group gets at least ``eps`` before normalising, so
     the logarithms the model takes stay finite. Introduced in *Perceptual grouping with Tagger and RTagger*.
@@ -242,7 +242,7 @@ def starting_masks(start: str, true_masks, n_groups: int, eps: float = 1e-3):
                          f"got {tuple(true_masks.shape)}")
     B, J, H, W = true_masks.shape
     masks = torch.zeros(B, n_groups, H, W)
-    if start == "true":
+    if start == "ground_truth":
         masks[:, :J] = true_masks
     else:
         masks[:, 0] = 1.0
