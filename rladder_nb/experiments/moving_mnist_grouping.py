@@ -59,7 +59,7 @@ from .. import settings
 from ..data.mnist import load_mnist, test_digits_fingerprint, test_digits_problem
 from ..data.moving_mnist import generate_moving_mnist
 from ..metrics import adjusted_mutual_information
-from ..models.tagger import STARTS, Tagger, starting_masks, tagger_cost, tagger_loss
+from ..models.tagger import STARTS, Tagger, check_start, starting_masks, tagger_cost, tagger_loss
 from ..training import train
 
 NAME = "moving_mnist_grouping"
@@ -171,7 +171,7 @@ def predict(net, cfg: dict, n: int = 4, n_observed: int | None = None, n_generat
     if not isinstance(n_generate, int) or n_generate < 0:
         raise ValueError(f"n_generate must be a non-negative integer, got {n_generate!r}")
     n_total = max(n_observed + 1, n_observed + n_generate)
-    starting_masks(start, np.zeros((1, 1, 1, 1)), cfg["n_groups"])   # checks start before any work
+    check_start(start)
     data = sequences(cfg, "test", n, seed, n_frames=n_total)
     device = next(net.parameters()).device
     net.eval()

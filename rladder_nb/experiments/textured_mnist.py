@@ -151,7 +151,7 @@ from .. import settings
 from ..data.textured_mnist import SIZES, make_splits
 from ..data.textures import DEFAULT_SCALE_RANGE
 from ..metrics import adjusted_mutual_information
-from ..models.tagger import STARTS, Tagger, starting_masks, tagger_cost, tagger_loss
+from ..models.tagger import STARTS, Tagger, check_start, starting_masks, tagger_cost, tagger_loss
 from ..models.video import StaticClassifier
 from ..training import train
 
@@ -307,7 +307,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     n_unl = cfg["batch_size"] - n_lab
 
     train_start = cfg.get("train_start", "random")    # entries recorded before this key started at random
-    starting_masks(train_start, lab.masks[:1], cfg.get("n_groups", 2))   # checks the value before any work
+    check_start(train_start)
     if model == "convnet" and train_start != "random":
         raise ValueError(f"train_start={train_start!r} needs a Tagger model (it sets the starting masks); "
                          "the ConvNet has none")
@@ -360,7 +360,7 @@ def predict(net, cfg: dict, n: int | None = None, seed: int = TEST_SEED, split: 
     data = load_data(cfg)[split]
     if start != "random" and cfg["model"] == "convnet":
         raise ValueError(f"start={start!r} needs a Tagger model (it sets the starting masks); the ConvNet has none")
-    starting_masks(start, data.masks[:1], cfg.get("n_groups", 2))   # checks start before any work
+    check_start(start)
     n = len(data) if n is None else n
     if not isinstance(n, int) or not 1 <= n <= len(data):
         raise ValueError(f"n must be an integer in 1..{len(data)}, got {n!r}")

@@ -223,6 +223,13 @@ class Tagger(nn.Module):
 STARTS = ("random", "ground_truth", "one_group")   # the starting masks of a diagnostic run (see starting_masks)
 
 
+def check_start(start) -> str:
+    """``start`` if it is one of :data:`STARTS`, else a ValueError that lists them."""
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}: expected one of {STARTS}")
+    return start
+
+
 def starting_masks(start: str, true_masks, n_groups: int, eps: float = 1e-3):
     """Starting masks ``(B, K, H, W)`` that hold a given segmentation, or None for the usual random start.
 
@@ -232,9 +239,7 @@ def starting_masks(start: str, true_masks, n_groups: int, eps: float = 1e-3):
     is ``(B, J, H, W)`` with ``J <= n_groups``; every group gets at least ``eps`` before normalising, so
     the logarithms the model takes stay finite. Introduced in *Perceptual grouping with Tagger and RTagger*.
     """
-    if start not in STARTS:
-        raise ValueError(f"unknown start {start!r}: expected one of {STARTS}")
-    if start == "random":
+    if check_start(start) == "random":
         return None
     true_masks = torch.as_tensor(true_masks, dtype=torch.float32)
     if true_masks.dim() != 4 or true_masks.shape[1] > n_groups:
