@@ -115,6 +115,35 @@ def test_training_can_start_from_the_true_segmentation(monkeypatch, capsys, tmp_
     assert json.loads(out.read_text())["overrides"] == {"train_start": "ground_truth", "n_steps": 1}
 
 
+def test_moving_training_can_start_from_frame_0s_true_segmentation(monkeypatch):
+    seen = []
+    forward = Tagger.forward
+
+    def spy(self, x, *args, initial_masks=None, **kw):
+        seen.append(initial_masks)
+        return forward(self, x, *args, initial_masks=initial_masks, **kw)
+
+    monkeypatch.setattr(Tagger, "forward", spy)
+    cfg = dict(mm.config("rtagger", "smoke"), n_steps=1)
+    assert cfg["train_start"] == "random"
+    mm.train_model("rtagger", cfg, seed=0, progress=False)
+    assert seen == [None]
+    seen.clear()
+    mm.train_model("rtagger", dict(cfg, train_start="ground_truth"), seed=0, progress=False)
+    (masks,) = seen
+    assert masks.shape == (cfg["batch_size"], cfg["n_groups"], cfg["canvas"], cfg["canvas"])
+    from rladder_nb.data.mnist import load_mnist
+    from rladder_nb.data.moving_mnist import generate_moving_mnist
+    digits = load_mnist("train")                      # the first batch again: frame 0's true masks
+    first = generate_moving_mnist(digits.images, digits.labels, n=cfg["batch_size"], n_frames=cfg["n_frames"],
+                                  canvas=cfg["canvas"], digit_size=cfg["digit_size"], n_digits=2,
+                                  speed_range=tuple(cfg["speed_range"]),
+                                  seed=int(np.random.default_rng([0, 0]).integers(2**62)))
+    assert torch.allclose(masks, starting_masks("ground_truth", first["masks"][:, 0], cfg["n_groups"]))
+    with pytest.raises(ValueError, match="unknown start"):
+        mm.train_model("rtagger", dict(cfg, train_start="oracle"), progress=False)
+
+
 def test_textured_evaluation_is_deterministic_and_registered(textured_runs):
     assert get_experiment("textured_mnist") is tm and get_experiment("moving_mnist_grouping") is mm
     cfg, net, _, metrics = textured_runs[("semi_supervised", "rtagger")]

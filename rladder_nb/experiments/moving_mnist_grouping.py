@@ -9,6 +9,10 @@ Introduced in *Grouping by motion on Moving MNIST* (Part III).
   (two digits and the background). Iteration ``t`` sees frame ``t`` and predicts frame ``t + 1``: the
   low-level cost is the Tagger cost of that prediction against frame ``t + 1``; no labels, no input noise
   (``noise_std = 0``: the paper names no corruption for this task; our choice).
+* **Starting masks in training** (``train_start``, a diagnostic for study runs): ``'random'`` (every recorded
+  entry) or ``'ground_truth'`` -- every training sequence starts from frame 0's true segmentation
+  (:func:`~rladder_nb.models.tagger.starting_masks`), so that the model need only keep the split, e.g.
+  ``--set train_start=ground_truth``.
 * **Metric.** ``ami`` per predicted frame ``t + 1`` (t = 0..T-2): AMI between the predicted masks and the
   true masks of frame ``t + 1``, background and overlap pixels excluded (the paper's convention for its
   average AMI 0.75); ``ami_mean`` their mean.
@@ -87,6 +91,7 @@ def config(model: str, scale: str) -> dict:
     scale = settings.check_scale(scale)
     return dict(model=model, scale=scale, n_groups=N_GROUPS, engine="rladder", noise_std=0.0, cell="lstm",
                 combinator="vanilla", norm="auto", speed_range=list(SPEED_RANGE), ami_convention=AMI_CONVENTION,
+                train_start="random",
                 **copy.deepcopy(SCALES[scale]))
 
 
@@ -124,6 +129,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     if model != cfg["model"]:
         raise ValueError(f"model {model!r} does not match the config's {cfg['model']!r}")
     cfg["test_digits"] = test_digits_fingerprint()  # recorded with the zoo entry: which test set it saw
+    train_start = check_start(cfg.get("train_start", "random"))   # entries before this key started at random
     settings.seed_everything(seed)
     device = settings.get_device()
     net = build(cfg).to(device)
@@ -135,13 +141,14 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
                                      canvas=cfg["canvas"], digit_size=cfg["digit_size"], n_digits=N_GROUPS - 1,
                                      speed_range=tuple(cfg["speed_range"]), seed=step_seed)
         frames = torch.as_tensor(data["frames"][:, :, None], device=device)   # (B, T, 1, H, W)
-        return frames, torch.Generator().manual_seed(step_seed)
+        init = starting_masks(train_start, data["masks"][:, 0], cfg["n_groups"])
+        return frames, torch.Generator().manual_seed(step_seed), None if init is None else init.to(device)
 
     def loss_fn(net, batch):
-        frames, g = batch
+        frames, g, init = batch
         x = frames + cfg["noise_std"] * torch.randn(frames.shape, generator=g).to(device) \
             if cfg["noise_std"] > 0 else frames
-        out = net(x[:, :-1], generator=g)          # iteration t sees frame t, predicts frame t + 1
+        out = net(x[:, :-1], generator=g, initial_masks=init)   # iteration t sees frame t, predicts frame t + 1
         return tagger_loss(out, frames[:, 1:])
 
     result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
