@@ -80,15 +80,21 @@ def test_predict_can_start_from_the_true_segmentation(textured_runs):
         mm.predict(mnet, mcfg, n=2, start="oracle")
 
 
-def test_training_can_start_from_the_true_segmentation(monkeypatch, capsys, tmp_path):
-    seen = []
+@pytest.fixture
+def seen(monkeypatch):
+    """The ``initial_masks`` of every Tagger forward pass while the test runs (None: the model's random start)."""
+    calls = []
     forward = Tagger.forward
 
     def spy(self, x, *args, initial_masks=None, **kw):
-        seen.append(initial_masks)
+        calls.append(initial_masks)
         return forward(self, x, *args, initial_masks=initial_masks, **kw)
 
     monkeypatch.setattr(Tagger, "forward", spy)
+    return calls
+
+
+def test_training_can_start_from_the_true_segmentation(seen, tmp_path):
     cfg = dict(tm.config("tagger", "smoke"), n_steps=1, batch_size=4, labelled_per_batch=4)
     assert cfg["train_start"] == "random"
     tm.train_model("tagger", cfg, seed=0, progress=False)
@@ -115,15 +121,7 @@ def test_training_can_start_from_the_true_segmentation(monkeypatch, capsys, tmp_
     assert json.loads(out.read_text())["overrides"] == {"train_start": "ground_truth", "n_steps": 1}
 
 
-def test_moving_training_can_start_from_frame_0s_true_segmentation(monkeypatch):
-    seen = []
-    forward = Tagger.forward
-
-    def spy(self, x, *args, initial_masks=None, **kw):
-        seen.append(initial_masks)
-        return forward(self, x, *args, initial_masks=initial_masks, **kw)
-
-    monkeypatch.setattr(Tagger, "forward", spy)
+def test_moving_training_can_start_from_frame_0s_true_segmentation(seen):
     cfg = dict(mm.config("rtagger", "smoke"), n_steps=1)
     assert cfg["train_start"] == "random"
     mm.train_model("rtagger", cfg, seed=0, progress=False)
