@@ -93,9 +93,29 @@ def retrain_requested() -> bool:
     return os.environ.get("RLADDER_NB_RETRAIN", "").strip().lower() in {"1", "true", "yes"}
 
 
+# in a notebook: the cell (IPython execution count) being run and the messages it has already printed
+_cell_reports: dict = {"cell": None, "messages": set()}
+
+
+def _notebook_cell():
+    """The execution count of the IPython cell being run, or None outside IPython (command line, tests)."""
+    ipython = sys.modules.get("IPython")   # never imported here: if it is not loaded, this is no kernel
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return getattr(shell, "execution_count", None)
+
+
 def report(message: str) -> None:
     """Tell the user something they should know (e.g. which data source a loader used).
 
-    Printed to stdout so that it shows in notebooks and in the rendered book.
+    Printed to stdout so that it shows in notebooks and in the rendered book. In a notebook a message is
+    printed once per cell: a cell that loads the same digits or zoo entry several times says so once (a
+    later cell says it again). Elsewhere every call prints.
     """
+    cell = _notebook_cell()
+    if cell is not None:
+        if cell != _cell_reports["cell"]:
+            _cell_reports.update(cell=cell, messages=set())
+        if message in _cell_reports["messages"]:
+            return
+        _cell_reports["messages"].add(message)
     print(f"[rladder_nb] {message}", file=sys.stdout, flush=True)

@@ -1,4 +1,5 @@
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -59,3 +60,22 @@ def test_retrain_flag(monkeypatch):
     assert settings.retrain_requested()
     monkeypatch.setenv("RLADDER_NB_RETRAIN", "0")
     assert not settings.retrain_requested()
+
+
+def test_report_prints_a_message_once_per_notebook_cell(monkeypatch, capsys):
+    import types
+
+    shell = types.SimpleNamespace(execution_count=1)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    for _ in range(3):
+        settings.report("MNIST test: from the IDX files")
+    settings.report("loaded zoo entry x")
+    assert capsys.readouterr().out.splitlines() == ["[rladder_nb] MNIST test: from the IDX files",
+                                                     "[rladder_nb] loaded zoo entry x"]
+    shell.execution_count = 2          # the next cell says it again
+    settings.report("MNIST test: from the IDX files")
+    assert capsys.readouterr().out.count("MNIST test") == 1
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    settings.report("loaded zoo entry x")   # no kernel (command line, tests): every call prints
+    settings.report("loaded zoo entry x")
+    assert capsys.readouterr().out.count("loaded zoo entry x") == 2
