@@ -121,6 +121,25 @@ def test_training_can_start_from_the_true_segmentation(seen, tmp_path):
     assert json.loads(out.read_text())["overrides"] == {"train_start": "ground_truth", "n_steps": 1}
 
 
+def test_masks_held_fixed_in_training_and_prediction():
+    cfg = dict(tm.config("tagger", "smoke"), n_steps=1, batch_size=4, labelled_per_batch=4)
+    assert cfg["hold_masks"] is False
+    held = dict(cfg, hold_masks=True, train_start="ground_truth")
+    net, result = tm.train_model("tagger", held, seed=0, progress=False)
+    assert net.mask_head.weight.grad is None          # the mask head never took part
+    out = tm.predict(net, held, n=5, start="ground_truth")
+    start = starting_masks("ground_truth", out["true_masks"], cfg["n_groups"]).numpy()
+    assert all(np.allclose(out["masks"][:, i], start) for i in range(cfg["n_iterations"]))
+    free = tm.predict(net, cfg, n=5, start="ground_truth")   # the same network, masks free
+    assert not np.allclose(free["masks"][:, -1], start)
+    study = tm.start_study(net, held, n=5)
+    assert study["ground_truth"]["ami"] == [1.0] * cfg["n_iterations"]
+    with pytest.raises(ValueError, match="hold_masks must be true or false"):
+        tm.predict(net, dict(cfg, hold_masks="yes"), n=2)
+    with pytest.raises(ValueError, match="needs a Tagger model"):
+        tm.train_model("convnet", dict(tm.config("convnet", "smoke"), hold_masks=True), progress=False)
+
+
 def test_moving_training_can_start_from_frame_0s_true_segmentation(seen):
     cfg = dict(mm.config("rtagger", "smoke"), n_steps=1)
     assert cfg["train_start"] == "random"

@@ -226,3 +226,24 @@ def test_starting_masks_hold_the_given_segmentation():
         starting_masks("oracle", true, 3)
     with pytest.raises(ValueError, match="J <= n_groups"):
         starting_masks("ground_truth", true, 1)
+
+
+@pytest.mark.parametrize("engine", ["ladder", "rladder"])
+def test_hold_masks_keeps_the_starting_masks_and_still_reconstructs(engine):
+    torch.manual_seed(0)
+    net = _net(engine=engine, n_classes=None)
+    rng = np.random.default_rng(1)
+    seg = rng.integers(0, 2, size=(3, 8, 8))
+    start = starting_masks("ground_truth", np.stack([seg == 0, seg == 1], axis=1).astype(np.float32), 3)
+    x = torch.rand(3, *SHAPE)
+    held = net(x, 3, initial_masks=start, hold_masks=True)
+    assert all(torch.equal(held["masks"][:, i], start) for i in range(3))     # every iteration: the start
+    free = net(x, 3, initial_masks=start)
+    assert not torch.allclose(free["masks"][:, 0], start)                    # without it the head moves them
+    assert torch.allclose(held["z"][:, 0], free["z"][:, 0])                  # same first reconstruction
+    assert not torch.allclose(held["z"][:, 2], held["z"][:, 1])              # the engine still iterates
+    # the cost trains the reconstruction only: no gradient reaches the mask head
+    tagger_cost(x, held["z"], held["masks"], held["v"]).mean().backward()
+    assert net.mask_head.weight.grad is None and net.z_head.weight.grad.abs().sum() > 0
+    with pytest.raises(TypeError, match="hold_masks must be True or False"):
+        net(x, 1, hold_masks="yes")

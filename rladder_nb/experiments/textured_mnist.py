@@ -24,7 +24,12 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
 * **Starting masks in training** (``train_start``, a diagnostic for study runs): ``'random'`` (Tagger's
   training, every recorded entry) or ``'ground_truth'`` -- every training example starts from its true segmentation
   (:func:`~rladder_nb.models.tagger.starting_masks`), which shows the model the split the cost should
-  reward (and the digit's outline with it), e.g. ``--set train_start=true``.
+  reward (and the digit's outline with it), e.g. ``--set train_start=ground_truth``.
+* **Masks held fixed** (``hold_masks``, a diagnostic for study runs, default ``False``): with ``True`` the
+  starting masks stay as they are at every iteration, in training and in :func:`predict` (the mask head is
+  unused), so the engine only reconstructs. With ``train_start=ground_truth`` it learns to denoise with the
+  true split handed over, with ``one_group`` without any split; the difference of the two Tagger costs is
+  what a correct split is worth to that engine -- the reward grouping would have to earn.
 * **Metrics.** ``ami`` per iteration (Tagger convention: pixels whose true mask exceeds 0.9, background a
   group; :func:`rladder_nb.metrics.adjusted_mutual_information`), ``classification_error`` (%) per
   iteration (the ConvNet: one value), on the fixed test split with seeded noise and initial masks.
@@ -219,7 +224,7 @@ def config(model: str, scale: str, dataset: str = DEFAULT_DATASET) -> dict:
     cfg = dict(model=model, scale=scale, dataset=dataset, data_seed=DATA_SEED, noise_std=NOISE_STD,
                engine={"rtagger": "rladder", "tagger": "ladder"}.get(model), cell="lstm", combinator="vanilla",
                norm="auto", head_norm=HEAD_NORM if model != "convnet" else None, class_weight=CLASS_WEIGHT,
-               ami_convention=AMI_CONVENTION, train_start="random", **copy.deepcopy(GENERATOR_DEFAULTS),
+               ami_convention=AMI_CONVENTION, train_start="random", hold_masks=False, **copy.deepcopy(GENERATOR_DEFAULTS),
                **SIZES[scale][dataset if dataset in DATASETS else "supervised"], **sizes)
     cfg.update(copy.deepcopy(CONTROLS.get(dataset, {})))
     return cfg
@@ -283,6 +288,16 @@ def evaluation_requirements(cfg: dict) -> str | None:
     return None
 
 
+def _check_hold_masks(cfg) -> bool:
+    """The config's ``hold_masks`` (False for entries recorded before the key), checked."""
+    hold = cfg.get("hold_masks", False)
+    if not isinstance(hold, bool):
+        raise ValueError(f"hold_masks must be true or false, got {hold!r}")
+    if hold and cfg["model"] == "convnet":
+        raise ValueError("hold_masks=True needs a Tagger model (it holds the masks fixed); the ConvNet has none")
+    return hold
+
+
 def _noisy(x, noise_std, generator):
     return x + noise_std * torch.randn(x.shape, generator=generator).to(x.device)
 
@@ -311,6 +326,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     if model == "convnet" and train_start != "random":
         raise ValueError(f"train_start={train_start!r} needs a Tagger model (it sets the starting masks); "
                          "the ConvNet has none")
+    hold_masks = _check_hold_masks(cfg)
 
     def take(split, n, step, stream):
         per_epoch = max(1, len(split) // n)
@@ -335,7 +351,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
             logits = net(x_noisy)["logits"]
             ce = torch.nn.functional.cross_entropy(logits, y)
             return ce, {"class_ce": float(ce.detach())}
-        out = net(x_noisy, cfg["n_iterations"], generator=g, initial_masks=init)
+        out = net(x_noisy, cfg["n_iterations"], generator=g, initial_masks=init, hold_masks=hold_masks)
         return tagger_loss(out, x, y, cfg["class_weight"])
 
     result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
@@ -361,6 +377,7 @@ def predict(net, cfg: dict, n: int | None = None, seed: int = TEST_SEED, split: 
     if start != "random" and cfg["model"] == "convnet":
         raise ValueError(f"start={start!r} needs a Tagger model (it sets the starting masks); the ConvNet has none")
     check_start(start)
+    hold_masks = _check_hold_masks(cfg)
     n = len(data) if n is None else n
     if not isinstance(n, int) or not 1 <= n <= len(data):
         raise ValueError(f"n must be an integer in 1..{len(data)}, got {n!r}")
@@ -378,7 +395,7 @@ def predict(net, cfg: dict, n: int | None = None, seed: int = TEST_SEED, split: 
         else:
             init = starting_masks(start, data.masks[begin:min(n, begin + EVAL_CHUNK)], cfg["n_groups"])
             out = net(chunk, cfg["n_iterations"], generator=g,
-                      initial_masks=None if init is None else init.to(device))
+                      initial_masks=None if init is None else init.to(device), hold_masks=hold_masks)
             for k in keys:
                 outs[k].append(out[k].cpu())
     result = {"images": x.numpy(), "noisy": noisy.numpy(), "true_masks": data.masks[:n].numpy(),

@@ -156,7 +156,7 @@ class Tagger(nn.Module):
                              f"{shape}) for a sequence, got {tuple(x.shape)}")
 
     def forward(self, x, n_iterations=None, n_generate: int = 0, initial_masks=None, initial_z=None,
-                generator=None) -> dict:
+                generator=None, hold_masks: bool = False) -> dict:
         """Run the Tagger loop.
 
         Parameters
@@ -169,6 +169,8 @@ class Tagger(nn.Module):
         initial_masks : tensor ``(B, K, H, W)`` or None — the starting masks (None: :meth:`initial_masks`).
         initial_z : tensor ``(B, K, C, H, W)`` or None — the starting reconstructions (None: 0.5).
         generator : torch.Generator or None — for the initial mask noise (None: the global RNG).
+        hold_masks : bool — keep the starting masks at every iteration (the mask head unused): a diagnostic
+            that measures the cost a split is worth to the engine (:func:`starting_masks` gives the split).
 
         Returns
         -------
@@ -177,6 +179,8 @@ class Tagger(nn.Module):
         ``v`` (a scalar tensor), where ``I' = I + n_generate``.
         """
         self._check_x(x)
+        if not isinstance(hold_masks, bool):
+            raise TypeError(f"hold_masks must be True or False, got {hold_masks!r}")
         if not isinstance(n_generate, int) or n_generate < 0:
             raise ValueError(f"n_generate must be a non-negative integer, got {n_generate!r}")
         if x.dim() == 4:
@@ -204,13 +208,15 @@ class Tagger(nn.Module):
             out, state = self.engine.step(self._engine_inputs(x_i, z, m), state)
             d0 = out["bottom"]                                      # (B*K, 4C, H, W)
             z = self.z_head(d0).reshape(B, K, C, H, W)
-            logits = self.mask_head(d0).reshape(B, K, H, W)
             if self.head_norm == "tagger":
                 z = self.z_scale * _normalise_over_batch_and_groups(z) + self.z_shift
-                logits = self.mask_scale * _normalise_over_batch_and_groups(logits)
-            if self.mask_update == "residual":                     # a change of the current masks
-                logits = logits + torch.log(m.clamp_min(1e-6))
-            m = logits.softmax(dim=1)
+            if not hold_masks:
+                logits = self.mask_head(d0).reshape(B, K, H, W)
+                if self.head_norm == "tagger":
+                    logits = self.mask_scale * _normalise_over_batch_and_groups(logits)
+                if self.mask_update == "residual":                     # a change of the current masks
+                    logits = logits + torch.log(m.clamp_min(1e-6))
+                m = logits.softmax(dim=1)
             zs.append(z)
             ms.append(m)
             preds.append((m[:, :, None] * z).sum(1))                # (B, C, H, W)
