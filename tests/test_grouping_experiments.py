@@ -125,7 +125,7 @@ def test_masks_held_fixed_in_training_and_prediction():
     cfg = dict(tm.config("tagger", "smoke"), n_steps=1, batch_size=4, labelled_per_batch=4)
     assert cfg["hold_masks"] is False
     held = dict(cfg, hold_masks=True, train_start="ground_truth")
-    net, result = tm.train_model("tagger", held, seed=0, progress=False)
+    net, _ = tm.train_model("tagger", held, seed=0, progress=False)
     assert net.mask_head.weight.grad is None          # the mask head never took part
     out = tm.predict(net, held, n=5, start="ground_truth")
     start = starting_masks("ground_truth", out["true_masks"], cfg["n_groups"]).numpy()

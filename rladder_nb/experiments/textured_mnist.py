@@ -245,8 +245,9 @@ def config(model: str, scale: str, dataset: str = DEFAULT_DATASET) -> dict:
     cfg = dict(model=model, scale=scale, dataset=dataset, data_seed=DATA_SEED, noise_std=NOISE_STD,
                engine={"rtagger": "rladder", "tagger": "ladder"}.get(model), cell="lstm", combinator="vanilla",
                norm="auto", head_norm=HEAD_NORM if model != "convnet" else None, class_weight=CLASS_WEIGHT,
-               ami_convention=AMI_CONVENTION, train_start="random", hold_masks=False, **copy.deepcopy(GENERATOR_DEFAULTS),
-               **SIZES[scale][dataset if dataset in DATASETS else "supervised"], **sizes)
+               ami_convention=AMI_CONVENTION, train_start="random", hold_masks=False,
+               **copy.deepcopy(GENERATOR_DEFAULTS), **SIZES[scale][dataset if dataset in DATASETS else "supervised"],
+               **sizes)
     cfg.update(copy.deepcopy(CONTROLS.get(dataset, {})))
     return cfg
 
