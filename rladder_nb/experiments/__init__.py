@@ -20,6 +20,7 @@ EXPERIMENTS = {
     "occluded_mnist_semi": "rladder_nb.experiments.occluded_mnist_semi",
     "textured_mnist": "rladder_nb.experiments.textured_mnist",
     "moving_mnist_grouping": "rladder_nb.experiments.moving_mnist_grouping",
+    "shapes": "rladder_nb.experiments.shapes",
 }
 
 

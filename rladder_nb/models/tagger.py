@@ -23,6 +23,14 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III); the vide
   over, decoder-to-encoder links on. ``engine='ladder'`` (Tagger): the state is reset at every iteration
   and there are no decoder-to-encoder links -- a feed-forward convolutional Ladder applied afresh at each
   iteration (its LSTM cells then start from a zero state: feed-forward gated layers). Nothing else differs.
+* **Binary data** (``likelihood='bernoulli'``, as the released code's ``input_type='binary'``): the input is
+  corrupted by bit flips with probability ``flip_prob`` (``n``); ``z_k`` is a probability, the sigmoid of
+  the z head (whose pre-sigmoid value is what the next iteration gets as its ``z_k`` input); the likelihood
+  term is the derivative of ``log sum_j m_j zt_j`` with respect to ``z_k``, ``m_k (1 - 2n) / (xi - 1 + x)``
+  with ``zt_k = n + (1 - 2n) z_k`` (the probability of observing a 1) and ``xi = sum_j m_j zt_j``; the mask
+  likelihood is a softmax over groups of ``log p(x | zt_k)``; and the cost is the cross-entropy of the
+  clean image under ``sum_k m_k z_k`` (:func:`bernoulli_tagger_cost`), the likelihood of a mixture of
+  Bernoullis. Tagger's Shapes are binary (*Perceptual grouping by texture*, its sanity check).
 * **Classification.** ``n_classes + 1`` logits per group ("none" last); per group a softmax, the "none"
   unit dropped, a sum over groups, normalised -> class probabilities per iteration.
 * **Video.** With ``x`` of shape ``(B, I, C, H, W)``, iteration ``i`` sees frame ``i`` and its
@@ -45,6 +53,7 @@ MASK_UPDATES = ("direct", "residual")   # new mask logits = head(d_0), or log m_
 HEAD_NORMS = (None, "tagger")   # the heads' outputs as they are, or normalised as in the released Tagger code
 INITIAL_Z = 0.5        # the constant every z_k starts from (Tagger's choice for inputs in [0, 1])
 INITIAL_V = 0.1        # initial value of the learned variance v (our choice)
+LIKELIHOODS = ("gaussian", "bernoulli")   # continuous inputs with Gaussian noise, binary inputs with bit flips
 
 
 @register_model
@@ -76,12 +85,21 @@ class Tagger(nn.Module):
         module docstring).
     zero_bias_init : bool
         Passed to the engine (see :class:`~rladder_nb.models.rladder.RLadder`).
+    likelihood : {'gaussian', 'bernoulli'}
+        Continuous inputs with Gaussian noise (``noise_std``), or binary inputs corrupted by bit flips with
+        probability ``flip_prob`` (see the module docstring).
+    flip_prob : float
+        ``n``, the bit-flip probability of binary inputs, in [0, 0.5) (used with ``likelihood='bernoulli'``).
+    initial_z : float
+        The constant every ``z_k`` starts from (:data:`INITIAL_Z`; the data's mean is the released code's
+        choice for binary data).
     """
 
     def __init__(self, input_shape, layers, n_groups: int = 3, engine: str = "rladder", n_classes=None,
                  noise_std: float = 0.2, cell: str = "lstm", combinator: str = "vanilla", norm="auto",
                  gate_decoder_to_encoder: bool = False,
-                 mask_update: str = "direct", head_norm=None, zero_bias_init: bool = False):
+                 mask_update: str = "direct", head_norm=None, zero_bias_init: bool = False,
+                 likelihood: str = "gaussian", flip_prob: float = 0.2, initial_z: float = INITIAL_Z):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) != 3 or min(input_shape) < 1:
@@ -99,6 +117,14 @@ class Tagger(nn.Module):
             raise ValueError(f"n_classes must be a positive integer or None, got {n_classes!r}")
         if not (isinstance(noise_std, (int, float)) and noise_std >= 0):
             raise ValueError(f"noise_std must be a non-negative number, got {noise_std!r}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}: expected one of {LIKELIHOODS}")
+        if not (isinstance(flip_prob, (int, float)) and 0 <= flip_prob < 0.5):
+            raise ValueError(f"flip_prob must be a number in [0, 0.5), got {flip_prob!r}")
+        if not (isinstance(initial_z, (int, float)) and math.isfinite(initial_z)):
+            raise ValueError(f"initial_z must be a finite number, got {initial_z!r}")
+        if likelihood == "bernoulli" and not 0 < initial_z < 1:
+            raise ValueError(f"with likelihood='bernoulli' initial_z is a probability in (0, 1), got {initial_z!r}")
         C, H, W = input_shape
         self.engine_input_shape = (4 * C, H, W)
         self.engine = RLadder(self.engine_input_shape, layers, cell=cell, combinator=combinator, decoder=True,
@@ -109,7 +135,9 @@ class Tagger(nn.Module):
                            engine=engine, n_classes=n_classes, noise_std=float(noise_std), cell=cell,
                            combinator=combinator, norm=norm, mask_update=mask_update,
                            gate_decoder_to_encoder=bool(gate_decoder_to_encoder), head_norm=head_norm,
-                           zero_bias_init=bool(zero_bias_init))
+                           zero_bias_init=bool(zero_bias_init), likelihood=likelihood,
+                           flip_prob=float(flip_prob), initial_z=float(initial_z))
+        self.likelihood, self.flip_prob, self.initial_z = likelihood, float(flip_prob), float(initial_z)
         self.mask_update, self.head_norm = mask_update, head_norm
         self.input_shape, self.n_groups, self.engine_kind = input_shape, n_groups, engine
         self.n_classes, self.noise_std = n_classes, float(noise_std)
@@ -136,10 +164,20 @@ class Tagger(nn.Module):
                             device=device if generator is None else generator.device)
         return noise.to(device).softmax(dim=1)
 
-    def _engine_inputs(self, x, z, m):
-        """Per-group inputs ``(B*K, 4C, H, W)`` from ``x`` (B, C, H, W), ``z`` (B, K, C, H, W), ``m`` (B, K, H, W)."""
+    def _engine_inputs(self, x, z, m, z_input=None):
+        """Per-group inputs ``(B*K, 4C, H, W)`` from ``x`` (B, C, H, W), ``z`` (B, K, C, H, W), ``m`` (B, K, H, W);
+        ``z_input`` (binary data: the pre-sigmoid ``z``) replaces ``z`` as the first input where given."""
         B, K, C, H, W = z.shape
         xk = x[:, None]                                            # (B, 1, C, H, W)
+        if self.likelihood == "bernoulli":
+            n = self.flip_prob
+            zt = n + (1 - 2 * n) * z                                # P(observed bit = 1 | z_k)
+            mask_lik = (-_binary_cross_entropy(zt, xk).sum(2)).softmax(dim=1)      # (B, K, H, W)
+            mk = m[:, :, None].expand(B, K, C, H, W)
+            xi = (mk * zt).sum(1, keepdim=True)
+            z_lik = mk * (1 - 2 * n) / (xi - 1 + xk)                # d log(sum_j m_j zt_j) / d z_k
+            parts = [z if z_input is None else z_input, z_lik, mk, mask_lik[:, :, None].expand(B, K, C, H, W)]
+            return torch.cat(parts, dim=2).reshape(B * K, 4 * C, H, W)
         var = self.noise_std ** 2 + self.v                          # variance of x around z_k
         log_lik = -0.5 * (torch.log(var) + ((z - xk) ** 2).sum(2) / var) - 0.5 * (C - 1) * torch.log(var)
         mask_lik = log_lik.softmax(dim=1)                           # (B, K, H, W): L(m)
@@ -175,8 +213,8 @@ class Tagger(nn.Module):
         Returns
         -------
         dict with ``z`` ``(B, I', K, C, H, W)``, ``masks`` ``(B, I', K, H, W)``, ``prediction``
-        ``(B, I', C, H, W)`` (``sum_k m_k z_k``), ``class_probs`` ``(B, I', n_classes)`` or None and
-        ``v`` (a scalar tensor), where ``I' = I + n_generate``.
+        ``(B, I', C, H, W)`` (``sum_k m_k z_k``), ``class_probs`` ``(B, I', n_classes)`` or None,
+        ``v`` (a scalar tensor) and ``likelihood`` (the model's), where ``I' = I + n_generate``.
         """
         self._check_x(x)
         if not isinstance(hold_masks, bool):
@@ -195,21 +233,23 @@ class Tagger(nn.Module):
         B, K = x.shape[0], self.n_groups
         C, H, W = self.input_shape
         m = self.initial_masks(B, H, W, generator, x.device) if initial_masks is None else initial_masks
-        z = x.new_full((B, K, C, H, W), INITIAL_Z) if initial_z is None else initial_z
+        z = x.new_full((B, K, C, H, W), self.initial_z) if initial_z is None else initial_z
         if tuple(m.shape) != (B, K, H, W):
             raise ValueError(f"initial_masks must have shape {(B, K, H, W)}, got {tuple(m.shape)}")
         if tuple(z.shape) != (B, K, C, H, W):
             raise ValueError(f"initial_z must have shape {(B, K, C, H, W)}, got {tuple(z.shape)}")
-        state, zs, ms, probs, preds = None, [], [], [], []
+        state, zs, ms, probs, preds, z_input = None, [], [], [], [], None
         for i in range(len(frames) + n_generate):
             x_i = frames[i] if i < len(frames) else preds[-1]
             if self.engine_kind == "ladder":
                 state = None                                        # Tagger: a fresh feed-forward pass
-            out, state = self.engine.step(self._engine_inputs(x_i, z, m), state)
+            out, state = self.engine.step(self._engine_inputs(x_i, z, m, z_input), state)
             d0 = out["bottom"]                                      # (B*K, 4C, H, W)
             z = self.z_head(d0).reshape(B, K, C, H, W)
             if self.head_norm == "tagger":
                 z = self.z_scale * _normalise_over_batch_and_groups(z) + self.z_shift
+            if self.likelihood == "bernoulli":
+                z_input, z = z, torch.sigmoid(z)                    # the next input, and a probability
             if not hold_masks:
                 logits = self.mask_head(d0).reshape(B, K, H, W)
                 if self.head_norm == "tagger":
@@ -223,7 +263,7 @@ class Tagger(nn.Module):
             if out["logits"] is not None:
                 probs.append(group_class_probabilities(out["logits"].reshape(B, K, -1)))
         return {"z": torch.stack(zs, 1), "masks": torch.stack(ms, 1), "prediction": torch.stack(preds, 1),
-                "class_probs": torch.stack(probs, 1) if probs else None, "v": self.v}
+                "class_probs": torch.stack(probs, 1) if probs else None, "v": self.v, "likelihood": self.likelihood}
 
 
 STARTS = ("random", "ground_truth", "one_group")   # the starting masks of a diagnostic run (see starting_masks)
@@ -303,13 +343,42 @@ def tagger_cost(x_target, z, masks, v) -> torch.Tensor:
     return per_pixel.mean(dim=(2, 3))
 
 
+def _binary_cross_entropy(p, x, eps: float = 1e-4):
+    """``-[x log p + (1 - x) log(1 - p)]`` elementwise, ``p`` clipped to ``[eps, 1 - eps]`` (as the released code)."""
+    p = p.clamp(eps, 1 - eps)
+    return -(x * torch.log(p) + (1 - x) * torch.log1p(-p))
+
+
+def bernoulli_tagger_cost(x_target, z, masks) -> torch.Tensor:
+    """The Tagger's cost for binary data per example and iteration, ``(B, I)``: the cross-entropy of the
+    clean image under the mixture's probability ``sum_k m_k z_k`` (a mixture of Bernoullis is the Bernoulli
+    of that probability), averaged over the pixels. Shapes as in :func:`tagger_cost`; ``z`` holds
+    probabilities. Introduced in *Perceptual grouping by texture* (Tagger's Shapes).
+    """
+    if z.dim() != 6 or masks.dim() != 5 or tuple(masks.shape) != tuple(z.shape[:3]) + tuple(z.shape[4:]):
+        raise ValueError(f"expected z (B, I, K, C, H, W) and masks (B, I, K, H, W), got {tuple(z.shape)} "
+                         f"and {tuple(masks.shape)}")
+    if x_target.dim() == 4:
+        x_target = x_target[:, None]
+    if x_target.dim() != 5 or x_target.shape[0] != z.shape[0] or tuple(x_target.shape[2:]) != tuple(z.shape[3:]) \
+            or x_target.shape[1] not in (1, z.shape[1]):
+        raise ValueError(f"x_target must be (B, C, H, W) or (B, I, C, H, W) matching z {tuple(z.shape)}, "
+                         f"got {tuple(x_target.shape)}")
+    p = (masks[:, :, :, None] * z).sum(2)                              # (B, I, C, H, W)
+    return _binary_cross_entropy(p, x_target).sum(2).mean(dim=(2, 3))
+
+
 def tagger_loss(out, x_target, labels=None, class_weight: float = 1.0):
     """Training loss: the cost averaged over iterations and examples, plus ``class_weight`` x the class
-    cross-entropy at the last iteration on the labelled examples (label -1: unlabelled, ignored).
+    cross-entropy at the last iteration on the labelled examples (label -1: unlabelled, ignored). The cost
+    is :func:`tagger_cost`, or :func:`bernoulli_tagger_cost` for a model with ``likelihood='bernoulli'``.
 
     Returns ``(loss, {"tagger_cost", "class_ce"})``. Introduced in *Perceptual grouping with Tagger and RTagger*.
     """
-    cost = tagger_cost(x_target, out["z"], out["masks"], out["v"]).mean()
+    if out.get("likelihood", "gaussian") == "bernoulli":
+        cost = bernoulli_tagger_cost(x_target, out["z"], out["masks"]).mean()
+    else:
+        cost = tagger_cost(x_target, out["z"], out["masks"], out["v"]).mean()
     loss, parts = cost, {"tagger_cost": float(cost.detach())}
     if labels is not None and out["class_probs"] is not None and class_weight > 0:
         labelled = labels >= 0

@@ -1,0 +1,177 @@
+"""Experiment ``shapes``: a sanity check of the Tagger loop on Tagger's own *Shapes* (Greff et al. 2016).
+
+Introduced in *Perceptual grouping by texture* (Part III), in the section on this check.
+
+* **Why.** On textured MNIST our Tagger and RTagger do not group at book scale. Shapes is the data set on
+  which Tagger's released code groups most easily (binary 20x20 images, three shapes each,
+  :mod:`rladder_nb.data.shapes`): if our loop groups anywhere at a CPU budget, it should be here.
+* **Data.** A fixed training split of ``n_train`` images and a test split of ``n_test``
+  (:func:`~rladder_nb.data.shapes.generate_shapes`, seeds :data:`DATA_SEED` and :data:`TEST_DATA_SEED`; the
+  training seed changes the initialisation and the batch order only). The input is the image with each
+  bit flipped with probability ``flip_prob`` (0.2, as the released code); the target the clean image.
+* **Models.** ``tagger`` / ``rtagger``: :class:`~rladder_nb.models.tagger.Tagger` with
+  ``likelihood='bernoulli'`` (the released code's binary variant: sigmoid reconstructions, the binary
+  likelihood terms and the cross-entropy of the mixture as the cost), engine ``ladder`` / ``rladder``, K = 4
+  groups, 3 iterations, no labels (the released run has no class cost), ``z`` starting at the data's mean.
+  The engine is fully connected, as the released Tagger's (which is 2000-1000-500 units with batch
+  normalisation; ours at book scale 500-250-100 with LayerNorm in the cells, our choice).
+* **Metrics** (lists, one value per iteration, on the test split): ``ami`` -- the AMI between the true and
+  predicted segmentation on the pixels covered by exactly one shape (the background and overlaps left out,
+  as the released masks do), the input *clean* (the released code scores its clean path);
+  ``ami_corrupted`` -- the same with the bit-flipped input the model was trained on; ``cost`` -- the
+  Tagger cost (nats per pixel) of the bit-flipped input against the clean image. Bit flips and starting
+  masks are seeded by :data:`TEST_SEED`.
+* **Not in the RLadder paper.** Tagger's paper reports AMI on Shapes for its own, much longer training
+  (the released run: 100 epochs of 50,000 images, batch 100, lr 4e-4); the ``paper`` scale is that run's
+  size, not a number to match here.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+
+import numpy as np
+import torch
+
+from .. import settings
+from ..data.shapes import N_SHAPES, SIZE, flip_bits, generate_shapes
+from ..metrics import adjusted_mutual_information
+from ..models.tagger import Tagger, bernoulli_tagger_cost, tagger_loss
+from ..training import train
+
+NAME = "shapes"
+MODELS = ("tagger", "rtagger")
+DATA_SEED = 0              # the training split
+TEST_DATA_SEED = 1         # the test split
+TEST_SEED = 20_161_205     # the test bit flips and starting masks
+FLIP_PROB = 0.2
+N_GROUPS = 4               # three shapes and the background
+INITIAL_Z = 0.27           # the mean pixel of our Shapes images (the released code starts z at its data's mean)
+AMI_CONVENTION = "pixels of exactly one shape (background and overlaps left out)"
+EVAL_CHUNK = 250
+# our reconstruction; "book": one run about 20 minutes on one thread of a 2-core CPU
+SCALES = {
+    "smoke": dict(layers=[["dense", 16, 1, 3], ["dense", 8, 1, 3]], n_iterations=2, batch_size=8, n_steps=3,
+                  lr=1e-3, n_train=64, n_test=32),
+    "book": dict(layers=[["dense", 500, 1, 3], ["dense", 250, 1, 3], ["dense", 100, 1, 3]], n_iterations=3,
+                 batch_size=32, n_steps=5000, lr=1e-3, n_train=50_000, n_test=1000),
+    "paper": dict(layers=[["dense", 2000, 1, 3], ["dense", 1000, 1, 3], ["dense", 500, 1, 3]], n_iterations=3,
+                  batch_size=100, n_steps=50_000, lr=4e-4, n_train=50_000, n_test=10_000),
+}
+
+
+def config(model: str, scale: str) -> dict:
+    """Every choice of a ``shapes`` run of ``model`` at ``scale``."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r} for experiment {NAME!r}: expected one of {', '.join(MODELS)}")
+    scale = settings.check_scale(scale)
+    return dict(model=model, scale=scale, data_seed=DATA_SEED, test_data_seed=TEST_DATA_SEED,
+                flip_prob=FLIP_PROB, n_groups=N_GROUPS, n_shapes=N_SHAPES, size=SIZE, initial_z=INITIAL_Z,
+                engine={"rtagger": "rladder", "tagger": "ladder"}[model], cell="lstm", combinator="vanilla",
+                norm="layer", head_norm="tagger", ami_convention=AMI_CONVENTION, **copy.deepcopy(SCALES[scale]))
+
+
+def _check_config(cfg):
+    if not isinstance(cfg, dict) or cfg.get("model") not in MODELS or "flip_prob" not in cfg:
+        raise ValueError("cfg must be a dict made by shapes.config(model, scale)")
+    return cfg
+
+
+def build(cfg: dict) -> Tagger:
+    """The untrained Tagger (``tagger``) or RTagger (``rtagger``) of a config."""
+    cfg = _check_config(cfg)
+    return Tagger((1, cfg["size"], cfg["size"]), cfg["layers"], n_groups=cfg["n_groups"], engine=cfg["engine"],
+                  n_classes=None, noise_std=0.0, cell=cfg["cell"], combinator=cfg["combinator"], norm=cfg["norm"],
+                  head_norm=cfg["head_norm"], likelihood="bernoulli", flip_prob=cfg["flip_prob"],
+                  initial_z=cfg["initial_z"])
+
+
+@functools.lru_cache(maxsize=4)
+def _split(n, seed, n_shapes, size):
+    return generate_shapes(n, seed, n_shapes=n_shapes, size=size)
+
+
+def load_data(cfg: dict) -> dict:
+    """The ``{"train", "test"}`` splits of a run (:class:`~rladder_nb.data.shapes.ShapesData`, cached per process)."""
+    cfg = _check_config(cfg)
+    return {"train": _split(cfg["n_train"], cfg["data_seed"], cfg["n_shapes"], cfg["size"]),
+            "test": _split(cfg["n_test"], cfg["test_data_seed"], cfg["n_shapes"], cfg["size"])}
+
+
+def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,
+                max_seconds: float | None = None):
+    """Train one ``shapes`` model (the Tagger cost alone); returns ``(net, TrainResult)``.
+
+    Batches and their bit flips are a pure function of ``(seed, step)``, so a resumed run sees the same data.
+    """
+    cfg = _check_config(cfg)
+    if model != cfg["model"]:
+        raise ValueError(f"model {model!r} does not match the config's {cfg['model']!r}")
+    settings.seed_everything(seed)
+    device = settings.get_device()
+    images = load_data(cfg)["train"].images
+    net = build(cfg).to(device)
+    n = cfg["batch_size"]
+    per_epoch = max(1, len(images) // n)
+
+    def make_batch(step):
+        epoch, k = divmod(step, per_epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(len(images))
+        x = images[torch.as_tensor(np.resize(order[k * n:], n))]
+        g = torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 2]).integers(2**62)))
+        return x.to(device), flip_bits(x, cfg["flip_prob"], g).to(device), g
+
+    def loss_fn(net, batch):
+        x, x_corrupted, g = batch
+        return tagger_loss(net(x_corrupted, cfg["n_iterations"], generator=g), x)
+
+    result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
+                   progress=progress, max_seconds=max_seconds, description=f"{NAME}/{model}")
+    return net, result
+
+
+@torch.no_grad()
+def predict(net, cfg: dict, n: int | None = None, corrupted: bool = True, seed: int = TEST_SEED) -> dict:
+    """The network's outputs on the first ``n`` test images (numpy), for metrics and figures.
+
+    Returns ``images`` (n, 1, S, S), ``inputs`` (the bit-flipped images, or the clean ones with
+    ``corrupted=False``), ``true_masks`` (n, 3, S, S), ``scored`` (n, S, S), ``z`` (n, I, K, 1, S, S)
+    (probabilities), ``masks`` (n, I, K, S, S) and ``cost`` (I,), the Tagger cost against the clean image.
+    The bit flips and the starting masks are seeded by ``seed`` (the same masks for both inputs).
+    Introduced in *Perceptual grouping by texture*.
+    """
+    cfg = _check_config(cfg)
+    data = load_data(cfg)["test"]
+    n = len(data) if n is None else n
+    if not isinstance(n, int) or not 1 <= n <= len(data):
+        raise ValueError(f"n must be an integer in 1..{len(data)}, got {n!r}")
+    device = next(net.parameters()).device
+    net.eval()
+    x = data.images[:n]
+    flips = torch.Generator().manual_seed(int(seed))
+    inputs = flip_bits(x, cfg["flip_prob"], flips) if corrupted else x
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    zs, ms = [], []
+    for begin in range(0, n, EVAL_CHUNK):
+        out = net(inputs[begin:begin + EVAL_CHUNK].to(device), cfg["n_iterations"], generator=g)
+        zs.append(out["z"].cpu())
+        ms.append(out["masks"].cpu())
+    z, masks = torch.cat(zs), torch.cat(ms)
+    cost = bernoulli_tagger_cost(x, z, masks).mean(0)
+    return {"images": x.numpy(), "inputs": inputs.numpy(), "true_masks": data.masks[:n].numpy(),
+            "scored": data.scored[:n].numpy(), "z": z.numpy(), "masks": masks.numpy(), "cost": cost.numpy()}
+
+
+def _ami_per_iteration(out) -> list:
+    return [round(adjusted_mutual_information(out["true_masks"], out["masks"][:, i], convention="all",
+                                              valid=out["scored"]), 6) for i in range(out["masks"].shape[1])]
+
+
+def evaluate(model_name: str, net, cfg: dict, seed: int = 0) -> dict:
+    """Per-iteration ``ami`` (clean input), ``ami_corrupted`` and ``cost`` (bit-flipped input) on the test
+    split (see the module docstring). Deterministic: ``seed`` is unused."""
+    cfg = _check_config(cfg)
+    clean, corrupted = predict(net, cfg, corrupted=False), predict(net, cfg, corrupted=True)
+    return {"ami": _ami_per_iteration(clean), "ami_corrupted": _ami_per_iteration(corrupted),
+            "cost": [round(float(c), 6) for c in corrupted["cost"]], "ami_convention": AMI_CONVENTION,
+            "n_test": int(len(corrupted["images"]))}
