@@ -15,6 +15,11 @@ Introduced in *Perceptual grouping by texture* (Part III), in the section on thi
   groups, 3 iterations, no labels (the released run has no class cost), ``z`` starting at the data's mean.
   The engine is fully connected, as the released Tagger's (which is 2000-1000-500 units with batch
   normalisation; ours at book scale 500-250-100 with LayerNorm in the cells, our choice).
+* **Control** (``--set likelihood=gaussian``, a study run): the textured MNIST treatment of the same images
+  -- Gaussian noise of std ``noise_std`` (0.2) instead of bit flips, and the Gaussian loop and cost
+  (:func:`~rladder_nb.models.tagger.tagger_cost`, with ``z`` starting at 0.5). A noise of 0.2 on a binary
+  pixel can be undone from the pixel's own value (it stays on its side of 0.5 but for about 0.6 % of pixels),
+  so no group needs to know what shape it holds.
 * **Metrics** (lists, one value per iteration, on the test split): ``ami`` -- the AMI between the true and
   predicted segmentation on the pixels covered by exactly one shape (the background and overlaps left out,
   as the released masks do), the input *clean* (the released code scores its clean path);
@@ -36,7 +41,7 @@ import torch
 from .. import settings
 from ..data.shapes import N_SHAPES, SIZE, flip_bits, generate_shapes
 from ..metrics import adjusted_mutual_information
-from ..models.tagger import Tagger, bernoulli_tagger_cost, tagger_loss
+from ..models.tagger import Tagger, bernoulli_tagger_cost, tagger_cost, tagger_loss
 from ..training import train
 
 NAME = "shapes"
@@ -45,8 +50,11 @@ DATA_SEED = 0              # the training split
 TEST_DATA_SEED = 1         # the test split
 TEST_SEED = 20_161_205     # the test bit flips and starting masks
 FLIP_PROB = 0.2
+NOISE_STD = 0.2            # the control's Gaussian noise
+LIKELIHOODS = ("bernoulli", "gaussian")   # the released binary variant; the control (textured MNIST's treatment)
 N_GROUPS = 4               # three shapes and the background
 INITIAL_Z = 0.27           # the mean pixel of our Shapes images (the released code starts z at its data's mean)
+INITIAL_Z_GAUSSIAN = 0.5   # the control starts z where the textured MNIST runs do
 AMI_CONVENTION = "pixels of exactly one shape (background and overlaps left out)"
 EVAL_CHUNK = 250
 # our reconstruction; "book": one run about 20 minutes on one thread of a 2-core CPU
@@ -66,7 +74,7 @@ def config(model: str, scale: str) -> dict:
         raise ValueError(f"unknown model {model!r} for experiment {NAME!r}: expected one of {', '.join(MODELS)}")
     scale = settings.check_scale(scale)
     return dict(model=model, scale=scale, data_seed=DATA_SEED, test_data_seed=TEST_DATA_SEED,
-                flip_prob=FLIP_PROB, n_groups=N_GROUPS, n_shapes=N_SHAPES, size=SIZE, initial_z=INITIAL_Z,
+                likelihood="bernoulli", flip_prob=FLIP_PROB, noise_std=NOISE_STD, n_groups=N_GROUPS, n_shapes=N_SHAPES, size=SIZE, initial_z=INITIAL_Z,
                 engine={"rtagger": "rladder", "tagger": "ladder"}[model], cell="lstm", combinator="vanilla",
                 norm="layer", head_norm="tagger", ami_convention=AMI_CONVENTION, **copy.deepcopy(SCALES[scale]))
 
@@ -74,16 +82,40 @@ def config(model: str, scale: str) -> dict:
 def _check_config(cfg):
     if not isinstance(cfg, dict) or cfg.get("model") not in MODELS or "flip_prob" not in cfg:
         raise ValueError("cfg must be a dict made by shapes.config(model, scale)")
+    if cfg.get("likelihood", "bernoulli") not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {cfg['likelihood']!r}: expected one of {LIKELIHOODS}")
     return cfg
+
+
+def _binary(cfg) -> bool:
+    return cfg.get("likelihood", "bernoulli") == "bernoulli"
+
+
+def corrupt(x, cfg, generator=None):
+    """The input a run sees: ``x`` with bits flipped (``flip_prob``), or with Gaussian noise (``noise_std``)
+    in the control (``likelihood='gaussian'``)."""
+    cfg = _check_config(cfg)
+    if _binary(cfg):
+        return flip_bits(x, cfg["flip_prob"], generator)
+    return x + cfg["noise_std"] * torch.randn(x.shape, generator=generator).to(x.device)
+
+
+def cost_per_iteration(x, z, masks, net) -> torch.Tensor:
+    """The run's Tagger cost per example and iteration: binary, or Gaussian in the control."""
+    if net.likelihood == "bernoulli":
+        return bernoulli_tagger_cost(x, z, masks)
+    return tagger_cost(x, z, masks, net.v.detach().cpu())
 
 
 def build(cfg: dict) -> Tagger:
     """The untrained Tagger (``tagger``) or RTagger (``rtagger``) of a config."""
     cfg = _check_config(cfg)
+    binary = _binary(cfg)
     return Tagger((1, cfg["size"], cfg["size"]), cfg["layers"], n_groups=cfg["n_groups"], engine=cfg["engine"],
-                  n_classes=None, noise_std=0.0, cell=cfg["cell"], combinator=cfg["combinator"], norm=cfg["norm"],
-                  head_norm=cfg["head_norm"], likelihood="bernoulli", flip_prob=cfg["flip_prob"],
-                  initial_z=cfg["initial_z"])
+                  n_classes=None, noise_std=0.0 if binary else cfg["noise_std"], cell=cfg["cell"],
+                  combinator=cfg["combinator"], norm=cfg["norm"], head_norm=cfg["head_norm"],
+                  likelihood=cfg.get("likelihood", "bernoulli"), flip_prob=cfg["flip_prob"],
+                  initial_z=cfg["initial_z"] if binary else INITIAL_Z_GAUSSIAN)
 
 
 @functools.lru_cache(maxsize=4)
@@ -119,7 +151,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
         order = np.random.default_rng([seed, epoch]).permutation(len(images))
         x = images[torch.as_tensor(np.resize(order[k * n:], n))]
         g = torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 2]).integers(2**62)))
-        return x.to(device), flip_bits(x, cfg["flip_prob"], g).to(device), g
+        return x.to(device), corrupt(x, cfg, g).to(device), g
 
     def loss_fn(net, batch):
         x, x_corrupted, g = batch
@@ -134,10 +166,11 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
 def predict(net, cfg: dict, n: int | None = None, corrupted: bool = True, seed: int = TEST_SEED) -> dict:
     """The network's outputs on the first ``n`` test images (numpy), for metrics and figures.
 
-    Returns ``images`` (n, 1, S, S), ``inputs`` (the bit-flipped images, or the clean ones with
-    ``corrupted=False``), ``true_masks`` (n, 3, S, S), ``scored`` (n, S, S), ``z`` (n, I, K, 1, S, S)
-    (probabilities), ``masks`` (n, I, K, S, S) and ``cost`` (I,), the Tagger cost against the clean image.
-    The bit flips and the starting masks are seeded by ``seed`` (the same masks for both inputs).
+    Returns ``images`` (n, 1, S, S), ``inputs`` (the corrupted images -- bit flips, or noise in the
+    control -- or, with ``corrupted=False``, the clean ones), ``true_masks`` (n, 3, S, S), ``scored``
+    (n, S, S), ``z`` (n, I, K, 1, S, S) (probabilities in the binary loop), ``masks`` (n, I, K, S, S) and
+    ``cost`` (I,), the Tagger cost against the clean image. The corruption and the starting masks are
+    seeded by ``seed`` (the same masks for both inputs).
     Introduced in *Perceptual grouping by texture*.
     """
     cfg = _check_config(cfg)
@@ -149,7 +182,7 @@ def predict(net, cfg: dict, n: int | None = None, corrupted: bool = True, seed: 
     net.eval()
     x = data.images[:n]
     flips = torch.Generator().manual_seed(int(seed))
-    inputs = flip_bits(x, cfg["flip_prob"], flips) if corrupted else x
+    inputs = corrupt(x, cfg, flips) if corrupted else x
     g = torch.Generator().manual_seed(int(seed) + 1)
     zs, ms = [], []
     for begin in range(0, n, EVAL_CHUNK):
@@ -157,7 +190,7 @@ def predict(net, cfg: dict, n: int | None = None, corrupted: bool = True, seed: 
         zs.append(out["z"].cpu())
         ms.append(out["masks"].cpu())
     z, masks = torch.cat(zs), torch.cat(ms)
-    cost = bernoulli_tagger_cost(x, z, masks).mean(0)
+    cost = cost_per_iteration(x, z, masks, net).mean(0)
     return {"images": x.numpy(), "inputs": inputs.numpy(), "true_masks": data.masks[:n].numpy(),
             "scored": data.scored[:n].numpy(), "z": z.numpy(), "masks": masks.numpy(), "cost": cost.numpy()}
 
