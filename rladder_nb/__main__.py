@@ -80,14 +80,35 @@ def _cmd_train(args):
             return 3
         return 0
     if args.record:
-        command = "python -m rladder_nb " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--quiet")
-        data = os.environ.get("RLADDER_NB_DATA")
-        if data:  # the data a run saw is part of how to reproduce it (no absolute paths of this machine)
-            shown = data if not os.path.isabs(data) else "<your data folder>"
-            command = f"RLADDER_NB_DATA={shlex.quote(shown)} {command}"
-        name = zoo.record(net, entry, command)
+        name = zoo.record(net, entry, recorded_command(sys.argv[1:], os.environ.get("RLADDER_NB_DATA")))
         print(f"recorded zoo entry {name}")
     return 0
+
+
+PATH_OPTIONS = ("--checkpoint", "--json")   # their values are files of the machine a run ran on
+
+
+def recorded_command(argv, data_folder=None) -> str:
+    """The command a zoo entry records for ``argv`` (the arguments after ``python -m rladder_nb``): without
+    ``--quiet``, with absolute paths of this machine replaced by placeholders (``--checkpoint /a/b/run.pt``
+    becomes ``--checkpoint '<your runs folder>/run.pt'``) and, when ``data_folder`` is set, prefixed with
+    ``RLADDER_NB_DATA`` (a relative folder as it is, an absolute one as ``'<your data folder>'``)."""
+    shown, previous = [], None
+    for arg in argv:
+        if arg == "--quiet":
+            continue
+        if previous in PATH_OPTIONS and os.path.isabs(arg):
+            arg = f"<your runs folder>/{os.path.basename(arg)}"
+        for option in PATH_OPTIONS:
+            if arg.startswith(option + "=") and os.path.isabs(arg[len(option) + 1:]):
+                arg = f"{option}=<your runs folder>/{os.path.basename(arg[len(option) + 1:])}"
+        shown.append(arg)
+        previous = arg
+    command = "python -m rladder_nb " + " ".join(shlex.quote(a) for a in shown)
+    if data_folder:  # the data a run saw is part of how to reproduce it (no absolute paths of this machine)
+        folder = data_folder if not os.path.isabs(data_folder) else "<your data folder>"
+        command = f"RLADDER_NB_DATA={shlex.quote(folder)} {command}"
+    return command
 
 
 def _cmd_benchmark(args):

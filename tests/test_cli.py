@@ -197,3 +197,15 @@ def test_zoo_record_refuses_a_study_run(tmp_path):
     config = {"lr": 1e-3, "extra": None, "layers": [1, 2]}
     assert zoo.apply_overrides(config, {"lr": 1, "extra": "x", "layers": (3,)}) == {"lr": 1, "extra": "x", "layers": [3]}
     assert config == {"lr": 1e-3, "extra": None, "layers": [1, 2]}
+
+
+def test_recorded_commands_hold_no_path_of_this_machine():
+    from rladder_nb.__main__ import recorded_command
+    argv = ["train", "shapes", "--model", "tagger", "--record", "--quiet", "--checkpoint", "/home/me/runs/t.pt",
+            "--json=/tmp/x/t.json"]
+    got = recorded_command(argv, "/home/me/data")
+    assert "/home" not in got and "/tmp" not in got and "--quiet" not in got
+    assert got == ("RLADDER_NB_DATA='<your data folder>' python -m rladder_nb train shapes --model tagger --record "
+                   "--checkpoint '<your runs folder>/t.pt' '--json=<your runs folder>/t.json'")
+    assert recorded_command(["train", "x", "--checkpoint", "runs/t.pt"], "data") == \
+        "RLADDER_NB_DATA=data python -m rladder_nb train x --checkpoint runs/t.pt"
