@@ -318,6 +318,20 @@ def group_class_probabilities(logits) -> torch.Tensor:
     return p / p.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+def _check_cost_inputs(x_target, z, masks):
+    """``x_target`` as ``(B, 1 or I, C, H, W)`` after checking it, ``z`` and ``masks`` against each other."""
+    if z.dim() != 6 or masks.dim() != 5 or tuple(masks.shape) != tuple(z.shape[:3]) + tuple(z.shape[4:]):
+        raise ValueError(f"expected z (B, I, K, C, H, W) and masks (B, I, K, H, W), got {tuple(z.shape)} "
+                         f"and {tuple(masks.shape)}")
+    if x_target.dim() == 4:
+        x_target = x_target[:, None]
+    if x_target.dim() != 5 or x_target.shape[0] != z.shape[0] or tuple(x_target.shape[2:]) != tuple(z.shape[3:]) \
+            or x_target.shape[1] not in (1, z.shape[1]):
+        raise ValueError(f"x_target must be (B, C, H, W) or (B, I, C, H, W) matching z {tuple(z.shape)}, "
+                         f"got {tuple(x_target.shape)}")
+    return x_target
+
+
 def tagger_cost(x_target, z, masks, v) -> torch.Tensor:
     """The Tagger's continuous cost per example and iteration, ``(B, I)``.
 
@@ -328,15 +342,7 @@ def tagger_cost(x_target, z, masks, v) -> torch.Tensor:
     ``(B, I, K, H, W)``; ``v`` a positive scalar (tensor). Introduced in *Perceptual grouping with Tagger
     and RTagger*.
     """
-    if z.dim() != 6 or masks.dim() != 5 or tuple(masks.shape) != tuple(z.shape[:3]) + tuple(z.shape[4:]):
-        raise ValueError(f"expected z (B, I, K, C, H, W) and masks (B, I, K, H, W), got {tuple(z.shape)} "
-                         f"and {tuple(masks.shape)}")
-    if x_target.dim() == 4:
-        x_target = x_target[:, None]
-    if x_target.dim() != 5 or x_target.shape[0] != z.shape[0] or tuple(x_target.shape[2:]) != tuple(z.shape[3:]) \
-            or x_target.shape[1] not in (1, z.shape[1]):
-        raise ValueError(f"x_target must be (B, C, H, W) or (B, I, C, H, W) matching z {tuple(z.shape)}, "
-                         f"got {tuple(x_target.shape)}")
+    x_target = _check_cost_inputs(x_target, z, masks)
     v = torch.as_tensor(v, dtype=z.dtype, device=z.device)
     log_gauss = -0.5 * (torch.log(v) + (x_target[:, :, None] - z) ** 2 / v).sum(3)   # (B, I, K, H, W)
     per_pixel = -torch.logsumexp(torch.log(masks.clamp_min(1e-12)) + log_gauss, dim=2)  # (B, I, H, W)
@@ -355,15 +361,7 @@ def bernoulli_tagger_cost(x_target, z, masks) -> torch.Tensor:
     of that probability), averaged over the pixels. Shapes as in :func:`tagger_cost`; ``z`` holds
     probabilities. Introduced in *Perceptual grouping by texture* (Tagger's Shapes).
     """
-    if z.dim() != 6 or masks.dim() != 5 or tuple(masks.shape) != tuple(z.shape[:3]) + tuple(z.shape[4:]):
-        raise ValueError(f"expected z (B, I, K, C, H, W) and masks (B, I, K, H, W), got {tuple(z.shape)} "
-                         f"and {tuple(masks.shape)}")
-    if x_target.dim() == 4:
-        x_target = x_target[:, None]
-    if x_target.dim() != 5 or x_target.shape[0] != z.shape[0] or tuple(x_target.shape[2:]) != tuple(z.shape[3:]) \
-            or x_target.shape[1] not in (1, z.shape[1]):
-        raise ValueError(f"x_target must be (B, C, H, W) or (B, I, C, H, W) matching z {tuple(z.shape)}, "
-                         f"got {tuple(x_target.shape)}")
+    x_target = _check_cost_inputs(x_target, z, masks)
     p = (masks[:, :, :, None] * z).sum(2)                              # (B, I, C, H, W)
     return _binary_cross_entropy(p, x_target).sum(2).mean(dim=(2, 3))
 
