@@ -169,20 +169,19 @@ class Tagger(nn.Module):
         ``z_input`` (binary data: the pre-sigmoid ``z``) replaces ``z`` as the first input where given."""
         B, K, C, H, W = z.shape
         xk = x[:, None]                                            # (B, 1, C, H, W)
+        mk = m[:, :, None].expand(B, K, C, H, W)
         if self.likelihood == "bernoulli":
             n = self.flip_prob
             zt = n + (1 - 2 * n) * z                                # P(observed bit = 1 | z_k)
-            mask_lik = (-_binary_cross_entropy(zt, xk).sum(2)).softmax(dim=1)      # (B, K, H, W)
-            mk = m[:, :, None].expand(B, K, C, H, W)
+            log_lik = -_binary_cross_entropy(zt, xk).sum(2)         # (B, K, H, W)
             xi = (mk * zt).sum(1, keepdim=True)
             z_lik = mk * (1 - 2 * n) / (xi - 1 + xk)                # d log(sum_j m_j zt_j) / d z_k
-            parts = [z if z_input is None else z_input, z_lik, mk, mask_lik[:, :, None].expand(B, K, C, H, W)]
-            return torch.cat(parts, dim=2).reshape(B * K, 4 * C, H, W)
-        var = self.noise_std ** 2 + self.v                          # variance of x around z_k
-        log_lik = -0.5 * (torch.log(var) + ((z - xk) ** 2).sum(2) / var) - 0.5 * (C - 1) * torch.log(var)
+        else:
+            var = self.noise_std ** 2 + self.v                      # variance of x around z_k
+            log_lik = -0.5 * (torch.log(var) + ((z - xk) ** 2).sum(2) / var) - 0.5 * (C - 1) * torch.log(var)
+            z_lik = mk * (xk - z)
         mask_lik = log_lik.softmax(dim=1)                           # (B, K, H, W): L(m)
-        mk = m[:, :, None].expand(B, K, C, H, W)
-        parts = [z, mk * (xk - z), mk, mask_lik[:, :, None].expand(B, K, C, H, W)]
+        parts = [z if z_input is None else z_input, z_lik, mk, mask_lik[:, :, None].expand(B, K, C, H, W)]
         return torch.cat(parts, dim=2).reshape(B * K, 4 * C, H, W)
 
     def _check_x(self, x, what="x"):
