@@ -140,6 +140,32 @@ def test_masks_held_fixed_in_training_and_prediction():
         tm.train_model("convnet", dict(tm.config("convnet", "smoke"), hold_masks=True), progress=False)
 
 
+def test_binary_study_option_binarises_flips_bits_and_uses_the_binary_cost():
+    cfg = dict(tm.config("tagger", "smoke", "gratings"), n_steps=2, batch_size=4, labelled_per_batch=4)
+    assert cfg["likelihood"] == "gaussian"
+    binary = dict(cfg, likelihood="bernoulli", flip_prob=0.25)
+    net, result = tm.train_model("tagger", binary, seed=0, progress=False)
+    assert net.likelihood == "bernoulli" and net.flip_prob == 0.25
+    out = tm.predict(net, binary, n=20)
+    raw = tm.load_data(cfg)["test"].images[:20].numpy()
+    assert set(np.unique(out["images"])) == {0.0, 1.0}
+    assert np.array_equal(out["images"], (raw > 0.5).astype(np.float32))     # binarised at 0.5
+    assert set(np.unique(out["noisy"])) <= {0.0, 1.0}                       # bit flips, no Gaussian noise
+    flipped = (out["noisy"] != out["images"]).mean()
+    assert 0.2 < flipped < 0.3
+    assert ((out["z"] >= 0) & (out["z"] <= 1)).all()                        # probabilities
+    cost = tm.start_study(net, binary, n=20)["random"]["cost"]
+    from rladder_nb.models.tagger import bernoulli_tagger_cost
+    direct = bernoulli_tagger_cost(torch.as_tensor(out["images"]), torch.as_tensor(out["z"]),
+                                   torch.as_tensor(out["masks"])).mean(0)
+    assert np.allclose(cost, direct.numpy(), atol=1e-4)
+    assert np.isfinite(tm.evaluate("tagger", net, binary)["ami"]).all()
+    gaussian = tm.predict(tm.train_model("tagger", cfg, seed=0, progress=False)[0], cfg, n=20)
+    assert np.array_equal(gaussian["images"], raw) and len(np.unique(gaussian["noisy"])) > 2
+    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
+        tm.build(dict(cfg, likelihood="poisson"))
+
+
 def test_moving_training_can_start_from_frame_0s_true_segmentation(seen):
     cfg = dict(mm.config("rtagger", "smoke"), n_steps=1)
     assert cfg["train_start"] == "random"

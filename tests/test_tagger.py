@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rladder_nb.models.tagger import (INITIAL_Z, Tagger, group_class_probabilities, starting_masks, tagger_cost,
-                                      tagger_loss)
+from rladder_nb.models.tagger import (INITIAL_Z, Tagger, bernoulli_tagger_cost, group_class_probabilities,
+                                      mixture_cost, starting_masks, tagger_cost, tagger_loss)
 from rladder_nb.training import load_checkpoint, save_checkpoint
 
 LAYERS = [["conv", 4, 2, 3], ["conv", 8, 2, 3], ["dense", 12, 1, 3]]
@@ -247,3 +247,13 @@ def test_hold_masks_keeps_the_starting_masks_and_still_reconstructs(engine):
     assert net.mask_head.weight.grad is None and net.z_head.weight.grad.abs().sum() > 0
     with pytest.raises(TypeError, match="hold_masks must be True or False"):
         net(x, 1, hold_masks="yes")
+
+
+def test_mixture_cost_picks_the_likelihoods_cost_and_reports_bad_input():
+    x, z, m = torch.rand(2, 1, 4, 4).round(), torch.rand(2, 3, 2, 1, 4, 4), torch.rand(2, 3, 2, 4, 4).softmax(2)
+    assert torch.equal(mixture_cost("bernoulli", x, z, m), bernoulli_tagger_cost(x, z, m))
+    assert torch.equal(mixture_cost("gaussian", x, z, m, 0.3), tagger_cost(x, z, m, 0.3))
+    with pytest.raises(ValueError, match="needs the learned variance v"):
+        mixture_cost("gaussian", x, z, m)
+    with pytest.raises(ValueError, match="unknown likelihood 'laplace'"):
+        mixture_cost("laplace", x, z, m, 0.3)

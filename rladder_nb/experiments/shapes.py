@@ -50,7 +50,7 @@ import torch
 from .. import settings
 from ..data.shapes import N_SHAPES, SIZE, flip_bits, generate_shapes
 from ..metrics import adjusted_mutual_information
-from ..models.tagger import Tagger, bernoulli_tagger_cost, tagger_cost, tagger_loss
+from ..models.tagger import Tagger, mixture_cost, tagger_loss
 from ..training import train
 
 NAME = "shapes"
@@ -107,13 +107,6 @@ def corrupt(x, cfg, generator=None):
     if _binary(cfg):
         return flip_bits(x, cfg["flip_prob"], generator)
     return x + cfg["noise_std"] * torch.randn(x.shape, generator=generator).to(x.device)
-
-
-def cost_per_iteration(x, z, masks, net) -> torch.Tensor:
-    """The run's Tagger cost per example and iteration: binary, or Gaussian in the control."""
-    if net.likelihood == "bernoulli":
-        return bernoulli_tagger_cost(x, z, masks)
-    return tagger_cost(x, z, masks, net.v.detach().cpu())
 
 
 def build(cfg: dict) -> Tagger:
@@ -199,7 +192,7 @@ def predict(net, cfg: dict, n: int | None = None, corrupted: bool = True, seed: 
         zs.append(out["z"].cpu())
         ms.append(out["masks"].cpu())
     z, masks = torch.cat(zs), torch.cat(ms)
-    cost = cost_per_iteration(x, z, masks, net).mean(0)
+    cost = mixture_cost(net.likelihood, x, z, masks, net.v.detach().cpu()).mean(0)
     return {"images": x.numpy(), "inputs": inputs.numpy(), "true_masks": data.masks[:n].numpy(),
             "scored": data.scored[:n].numpy(), "z": z.numpy(), "masks": masks.numpy(), "cost": cost.numpy()}
 

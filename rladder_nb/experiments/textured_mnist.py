@@ -30,6 +30,11 @@ Introduced in *Perceptual grouping with Tagger and RTagger* (Part III).
   unused), so the engine only reconstructs. With ``train_start=ground_truth`` it learns to denoise with the
   true split handed over, with ``one_group`` without any split; the difference of the two Tagger costs is
   what a correct split is worth to that engine -- the reward grouping would have to earn.
+* **Binary images** (``likelihood``, a study option, default ``'gaussian'``): with ``'bernoulli'`` the images
+  are binarised at 0.5 and corrupted by bit flips of probability ``flip_prob`` (0.2), and the Tagger runs
+  its binary loop with the cross-entropy cost (:func:`~rladder_nb.models.tagger.mixture_cost`), as on
+  Tagger's Shapes (:mod:`~rladder_nb.experiments.shapes`), e.g. ``--dataset gratings --set
+  likelihood=bernoulli``.
 * **Metrics.** ``ami`` per iteration (Tagger convention: pixels whose true mask exceeds 0.9, background a
   group; :func:`rladder_nb.metrics.adjusted_mutual_information`), ``classification_error`` (%) per
   iteration (the ConvNet: one value), on the fixed test split with seeded noise and initial masks.
@@ -182,7 +187,8 @@ from .. import settings
 from ..data.textured_mnist import SIZES, make_splits
 from ..data.textures import DEFAULT_SCALE_RANGE
 from ..metrics import adjusted_mutual_information
-from ..models.tagger import STARTS, Tagger, check_start, starting_masks, tagger_cost, tagger_loss
+from ..data.shapes import flip_bits
+from ..models.tagger import STARTS, Tagger, check_start, mixture_cost, starting_masks, tagger_loss
 from ..models.video import StaticClassifier
 from ..training import train
 
@@ -209,6 +215,10 @@ SCALES = {
 # the ConvNet is ~40x faster per step than the RTagger: at book scale it gets 5x the steps (about a minute)
 CONVNET_STEPS = {"smoke": 3, "book": 6000, "paper": 50_000}
 NOISE_STD = 0.2
+# the loop's likelihood: "gaussian" (Table 4: Gaussian noise of NOISE_STD) or, a study option, "bernoulli" (the
+# images binarised at 0.5 and corrupted by bit flips of FLIP_PROB; the binary loop of Tagger's Shapes)
+LIKELIHOODS = ("gaussian", "bernoulli")
+FLIP_PROB = 0.2
 # how the images are made (generate_textured_mnist's options, config choices)
 GENERATOR_DEFAULTS = dict(thicken=1, soft_masks=False, rotate=True, texture_scale_range=list(DEFAULT_SCALE_RANGE))
 # controls: fully supervised runs on other data, not part of Table 4. "gratings": Tagger's own textured MNIST
@@ -250,7 +260,8 @@ def config(model: str, scale: str, dataset: str = DEFAULT_DATASET) -> dict:
     cfg = dict(model=model, scale=scale, dataset=dataset, data_seed=DATA_SEED, noise_std=NOISE_STD,
                engine={"rtagger": "rladder", "tagger": "ladder"}.get(model), cell="lstm", combinator="vanilla",
                norm="auto", head_norm=HEAD_NORM if model != "convnet" else None, class_weight=CLASS_WEIGHT,
-               ami_convention=AMI_CONVENTION, train_start="random", hold_masks=False,
+               ami_convention=AMI_CONVENTION, train_start="random", hold_masks=False, likelihood="gaussian",
+               flip_prob=FLIP_PROB,
                **copy.deepcopy(GENERATOR_DEFAULTS), **SIZES[scale][dataset if dataset in DATASETS else "supervised"],
                **sizes)
     cfg.update(copy.deepcopy(CONTROLS.get(dataset, {})))
@@ -260,7 +271,13 @@ def config(model: str, scale: str, dataset: str = DEFAULT_DATASET) -> dict:
 def _check_config(cfg):
     if not isinstance(cfg, dict) or cfg.get("model") not in MODELS or cfg.get("dataset") not in ALL_DATASETS:
         raise ValueError("cfg must be a dict made by textured_mnist.config(model, scale, dataset)")
+    if _likelihood(cfg) not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {cfg['likelihood']!r}: expected one of {LIKELIHOODS}")
     return cfg
+
+
+def _likelihood(cfg) -> str:
+    return cfg.get("likelihood", "gaussian")    # entries recorded before the key are Gaussian
 
 
 def build(cfg: dict):
@@ -271,7 +288,8 @@ def build(cfg: dict):
     return Tagger((1, 28, 28), cfg["layers"], n_groups=cfg["n_groups"], engine=cfg["engine"], n_classes=N_CLASSES,
                   noise_std=cfg["noise_std"], cell=cfg["cell"], combinator=cfg["combinator"], norm=cfg["norm"],
                   gate_decoder_to_encoder=cfg.get("gate_decoder_to_encoder", False),
-                  head_norm=cfg.get("head_norm"), zero_bias_init=cfg.get("zero_bias_init", False))
+                  head_norm=cfg.get("head_norm"), zero_bias_init=cfg.get("zero_bias_init", False),
+                  likelihood=_likelihood(cfg), flip_prob=cfg.get("flip_prob", FLIP_PROB))
 
 
 @functools.lru_cache(maxsize=4)
@@ -325,8 +343,16 @@ def _check_hold_masks(cfg) -> bool:
     return hold
 
 
-def _noisy(x, noise_std, generator):
-    return x + noise_std * torch.randn(x.shape, generator=generator).to(x.device)
+def _clean(x, cfg):
+    """The clean images a run reconstructs: as generated, or binarised at 0.5 (``likelihood='bernoulli'``)."""
+    return (x > 0.5).to(x.dtype) if _likelihood(cfg) == "bernoulli" else x
+
+
+def _corrupt(x, cfg, generator):
+    """The input a run sees: ``x`` plus Gaussian noise (``noise_std``), or with bits flipped (``flip_prob``)."""
+    if _likelihood(cfg) == "bernoulli":
+        return flip_bits(x, cfg["flip_prob"], generator)
+    return x + cfg["noise_std"] * torch.randn(x.shape, generator=generator).to(x.device)
 
 
 def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,
@@ -360,7 +386,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
         epoch, k = divmod(step, per_epoch)
         order = np.random.default_rng([seed, stream, epoch]).permutation(len(split))
         index = torch.as_tensor(np.resize(order[k * n:], n))
-        return split.images[index], split.labels[index], split.masks[index]
+        return _clean(split.images[index], cfg), split.labels[index], split.masks[index]
 
     def make_batch(step):
         x, y, masks = take(lab, n_lab, step, 0)
@@ -369,7 +395,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
             x, y, masks = torch.cat([x, xu]), torch.cat([y, yu]), torch.cat([masks, mu])
         g = torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 2]).integers(2**62)))
         init = starting_masks(train_start, masks, cfg["n_groups"]) if model != "convnet" else None
-        return (x.to(device), _noisy(x, cfg["noise_std"], g).to(device), y.to(device), g,
+        return (x.to(device), _corrupt(x, cfg, g).to(device), y.to(device), g,
                 None if init is None else init.to(device))
 
     def loss_fn(net, batch):
@@ -411,8 +437,8 @@ def predict(net, cfg: dict, n: int | None = None, seed: int = TEST_SEED, split: 
     device = next(net.parameters()).device
     net.eval()
     g = torch.Generator().manual_seed(int(seed))
-    x = data.images[:n]
-    noisy = _noisy(x, cfg["noise_std"], g)
+    x = _clean(data.images[:n], cfg)
+    noisy = _corrupt(x, cfg, g)
     keys = ("z", "masks", "class_probs")
     outs = {k: [] for k in keys}
     for begin in range(0, n, EVAL_CHUNK):
@@ -467,8 +493,8 @@ def start_study(net, cfg: dict, n: int | None = None) -> dict:
     result = {}
     for start in STARTS:
         out = predict(net, cfg, n=n, start=start)
-        cost = tagger_cost(torch.as_tensor(out["images"]), torch.as_tensor(out["z"]), torch.as_tensor(out["masks"]),
-                           net.v.detach().cpu()).mean(0)
+        cost = mixture_cost(net.likelihood, torch.as_tensor(out["images"]), torch.as_tensor(out["z"]),
+                            torch.as_tensor(out["masks"]), net.v.detach().cpu()).mean(0)
         errors = (out["class_probs"].argmax(-1) != out["labels"][:, None]).mean(axis=0) * 100
         result[start] = {
             "cost": [round(float(c), 4) for c in cost],

@@ -365,6 +365,20 @@ def bernoulli_tagger_cost(x_target, z, masks) -> torch.Tensor:
     return _binary_cross_entropy(p, x_target).sum(2).mean(dim=(2, 3))
 
 
+def mixture_cost(likelihood: str, x_target, z, masks, v=None) -> torch.Tensor:
+    """The Tagger cost per example and iteration ``(B, I)`` of a loop with ``likelihood``:
+    :func:`bernoulli_tagger_cost` for ``'bernoulli'``, :func:`tagger_cost` with the variance ``v`` for
+    ``'gaussian'``. Introduced in *Perceptual grouping by texture* (Tagger's Shapes).
+    """
+    if likelihood == "bernoulli":
+        return bernoulli_tagger_cost(x_target, z, masks)
+    if likelihood == "gaussian":
+        if v is None:
+            raise ValueError("the Gaussian cost needs the learned variance v (the model's .v)")
+        return tagger_cost(x_target, z, masks, v)
+    raise ValueError(f"unknown likelihood {likelihood!r}: expected one of {LIKELIHOODS}")
+
+
 def tagger_loss(out, x_target, labels=None, class_weight: float = 1.0):
     """Training loss: the cost averaged over iterations and examples, plus ``class_weight`` x the class
     cross-entropy at the last iteration on the labelled examples (label -1: unlabelled, ignored). The cost
@@ -372,10 +386,7 @@ def tagger_loss(out, x_target, labels=None, class_weight: float = 1.0):
 
     Returns ``(loss, {"tagger_cost", "class_ce"})``. Introduced in *Perceptual grouping with Tagger and RTagger*.
     """
-    if out.get("likelihood", "gaussian") == "bernoulli":
-        cost = bernoulli_tagger_cost(x_target, out["z"], out["masks"]).mean()
-    else:
-        cost = tagger_cost(x_target, out["z"], out["masks"], out["v"]).mean()
+    cost = mixture_cost(out.get("likelihood", "gaussian"), x_target, out["z"], out["masks"], out["v"]).mean()
     loss, parts = cost, {"tagger_cost": float(cost.detach())}
     if labels is not None and out["class_probs"] is not None and class_weight > 0:
         labelled = labels >= 0
