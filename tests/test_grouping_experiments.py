@@ -319,6 +319,19 @@ def test_the_gratings_control_is_a_dataset_of_its_own():
         tm.config("rtagger", "smoke", "stripes")
 
 
+def test_the_flat_control_differs_from_the_data_in_brightness_only():
+    cfg, base = tm.config("tagger", "smoke", "flat"), tm.config("tagger", "smoke", "supervised")
+    assert cfg["texture_source"] == "flat" and {k: v for k, v in cfg.items() if k not in ("dataset", "texture_source")} \
+        == {k: v for k, v in base.items() if k not in ("dataset", "texture_source")}
+    data, real = tm.load_data(cfg), tm.load_data(base)
+    assert data["texture_source"] == "flat"
+    test = data["test"]
+    assert torch.equal(test.masks, real["test"].masks)               # the same digits where they were
+    for image, masks in zip(test.images[:10, 0], test.masks[:10]):
+        for region in masks.bool():                                  # each region a single grey level
+            assert float(image[region].max() - image[region].min()) < 1e-5
+
+
 def test_study_run_of_the_gratings_control_through_the_cli(tmp_path, capsys):
     import json
 

@@ -195,6 +195,22 @@ def test_patches_are_seeded_and_inputs_checked():
         tx.sample_texture_patches(bank, np.array([4]), 8, rng)
 
 
+# --- the flat control -----------------------------------------------------------------------------------
+
+def test_flat_textures_are_twenty_constant_grey_levels():
+    bank = tx.load_textures(source="flat")
+    assert bank.source == "flat" and len(bank) == 20
+    levels = [float(img.mean()) for img in bank.images]
+    assert all(img.dtype == np.float32 and img.min() == img.max() for img in bank.images)   # constant
+    assert np.allclose(levels, np.linspace(0.05, 0.95, 20), atol=1e-6)
+    patch = tx.sample_texture_patch(bank.images[3], 12, np.random.default_rng(0))
+    assert np.allclose(patch, levels[3], atol=1e-6)                 # rotated and scaled: still flat
+    with pytest.raises(ValueError, match="n >= 2 grey levels"):
+        tx.flat_textures(n=1)
+    with pytest.raises(ValueError, match="between 1 and 20"):
+        tx.flat_textures(n=21)
+
+
 # --- Tagger's gratings --------------------------------------------------------------------------------
 
 def test_gratings_are_tagger_s_twenty_single_frequency_sinusoids():

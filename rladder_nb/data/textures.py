@@ -40,7 +40,7 @@ BRODATZ_DEFAULT = ("D1", "D4", "D9", "D11", "D15", "D16", "D18", "D19", "D20", "
 IMAGE_SUFFIXES = (".png", ".gif", ".tif", ".tiff", ".pgm", ".bmp", ".jpg", ".jpeg")
 PROCEDURAL_SIZE = 256            # side of every free texture, in pixels
 DEFAULT_SCALE_RANGE = (0.6, 1.2)  # our reconstruction: the paper does not give its scaling range
-SOURCES = ("auto", "brodatz", "free", "gratings")
+SOURCES = ("auto", "brodatz", "free", "gratings", "flat")
 # Tagger's Freq20 textures: frequency pairs (cycles per GRATING_PERIOD pixels along rows, columns), built as in
 # its data script: rows from (4, 10, 21, 32, 37), columns from (0, 4, 8, 12), shifted by the row's index
 GRATING_PERIOD = 38
@@ -215,6 +215,29 @@ def grating_textures(n=20, seed=0) -> TextureBank:
     return TextureBank(images, names, "gratings", {"after": "Tagger's released Freq20 textured MNIST"})
 
 
+def flat_textures(n=20) -> TextureBank:
+    """A control without texture: ``n`` constant grey levels evenly spaced from 0.05 to 0.95, so that a
+    digit and its background differ in brightness only.
+
+    Parameters
+    ----------
+    n : int, 2..20 — how many levels.
+
+    Returns
+    -------
+    TextureBank with ``source="flat"``.
+
+    Introduced in *Perceptual grouping by texture* (its controls).
+    """
+    _check_count(n, 20, "flat textures")
+    if n < 2:
+        raise ValueError(f"flat textures need n >= 2 grey levels (a digit and its background), got {n}")
+    levels = np.linspace(0.05, 0.95, n)
+    images = [np.full((GRATING_SIZE, GRATING_SIZE), level, dtype=np.float32) for level in levels]
+    return TextureBank(images, [f"flat grey {level:.3f}" for level in levels], "flat",
+                       {"after": "a control: brightness without texture"})
+
+
 # ---------------------------------------------------------------------------------------------------
 # the Brodatz album from a folder
 # ---------------------------------------------------------------------------------------------------
@@ -304,7 +327,8 @@ def load_textures(data_dir=None, n=20, seed=0, source="auto", names=None, equali
     source : ``"auto"`` (album if found, else free; an explicit ``data_dir`` without plates is an
         error), ``"brodatz"`` (album or error), ``"free"`` (always the embedded default, which the
         book's published figures use since the album's photographs are copyrighted) or ``"gratings"``
-        (:func:`grating_textures`, Tagger's own; ``names`` and ``equalize`` do not apply).
+        (:func:`grating_textures`, Tagger's own) or ``"flat"`` (:func:`flat_textures`, constant grey levels,
+        a control); for the last two, ``names`` and ``equalize`` do not apply and ``seed`` is unused by ``"flat"``.
     names : plate names for the album, or None for :data:`BRODATZ_DEFAULT`.
     equalize : bool — histogram-equalise every texture.
 
@@ -320,6 +344,8 @@ def load_textures(data_dir=None, n=20, seed=0, source="auto", names=None, equali
         bank = free_textures(n, seed, equalize)
     elif source == "gratings":
         bank = grating_textures(n, seed)
+    elif source == "flat":
+        bank = flat_textures(n)
     else:
         explicit = data_dir is not None
         root = settings.data_dir(data_dir)
@@ -333,7 +359,8 @@ def load_textures(data_dir=None, n=20, seed=0, source="auto", names=None, equali
     where = f" from {Path(bank.details['folder']).name}/" if bank.source == "brodatz" else ""
     settings.report(f"textures: {len(bank)} {bank.source} textures{where}"
                     + {"free": " (scikit-image CC0 photographs + procedural)",
-                       "gratings": " (Tagger's Freq20 sinusoids)"}.get(bank.source, ""))
+                       "gratings": " (Tagger's Freq20 sinusoids)",
+                       "flat": " (constant grey levels, a control)"}.get(bank.source, ""))
     return bank
 
 

@@ -233,8 +233,10 @@ FLIP_PROB = 0.2
 GENERATOR_DEFAULTS = dict(thicken=1, soft_masks=False, rotate=True, texture_scale_range=list(DEFAULT_SCALE_RANGE))
 # controls: fully supervised runs on other data, not part of Table 4. "gratings": Tagger's own textured MNIST
 # (its released Freq20 data: pure sinusoidal gratings, digits neither thickened nor rotated, soft masks)
+# "flat": our textured MNIST with each texture replaced by a constant grey level (brightness without texture)
 CONTROLS = {"gratings": dict(texture_source="gratings", thicken=0, soft_masks=True, rotate=False,
-                             texture_scale_range=[1.0, 1.0])}
+                             texture_scale_range=[1.0, 1.0]),
+            "flat": dict(texture_source="flat")}
 ALL_DATASETS = DATASETS + tuple(CONTROLS)
 HEAD_NORM = "tagger"     # heads normalised over batch and groups, as in the Tagger's released code
 CLASS_WEIGHT = 1.0
