@@ -180,3 +180,26 @@ def test_the_gaussian_control_uses_noise_and_the_gaussian_cost():
     np.testing.assert_allclose(out["cost"], want.numpy(), rtol=1e-5)
     with pytest.raises(ValueError, match="unknown likelihood"):
         sx.build(dict(cfg, likelihood="poisson"))
+
+
+def test_ami_can_count_the_background_as_textured_mnist_does():
+    data = generate_shapes(40, seed=3)
+    true = data.masks.numpy()                                          # (n, 3, S, S), the shapes only
+    background = (true.sum(1, keepdims=True) == 0).astype(np.float32)
+    out = {"true_masks": true, "scored": data.scored.numpy()}
+    # the background merged with the first shape: perfect on the shapes alone, not with the background counted
+    merged = np.concatenate([background + true[:, :1], true[:, 1:], np.zeros_like(background)], 1)   # K = 4
+    exact = np.concatenate([background, true], 1)
+    out["masks"] = np.stack([merged, exact], 1)                        # (n, I=2, K=4, S, S)
+    shapes_only = sx.ami_per_iteration(out)
+    counted = sx.ami_per_iteration(out, count_background=True)
+    assert shapes_only == [1.0, 1.0]
+    assert counted[1] == 1.0 and counted[0] < 0.9
+    # direct: sklearn on the labels of the pixels covered by at most one shape
+    from sklearn.metrics import adjusted_mutual_info_score
+    labels = exact.argmax(1)
+    direct = np.mean([adjusted_mutual_info_score(labels[i][true[i].sum(0) <= 1], merged.argmax(1)[i][true[i].sum(0) <= 1])
+                      for i in range(len(true))])
+    assert np.isclose(counted[0], direct, atol=1e-6)
+    with pytest.raises(TypeError, match="count_background must be True or False"):
+        sx.ami_per_iteration(out, count_background="yes")
