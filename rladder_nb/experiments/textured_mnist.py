@@ -203,10 +203,10 @@ import numpy as np
 import torch
 
 from .. import settings
+from ..data.shapes import flip_bits
 from ..data.textured_mnist import SIZES, make_splits
 from ..data.textures import DEFAULT_SCALE_RANGE
 from ..metrics import adjusted_mutual_information
-from ..data.shapes import flip_bits
 from ..models.tagger import STARTS, Tagger, check_start, mixture_cost, starting_masks, tagger_loss
 from ..models.video import StaticClassifier
 from ..training import train
