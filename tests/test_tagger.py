@@ -257,3 +257,14 @@ def test_mixture_cost_picks_the_likelihoods_cost_and_reports_bad_input():
         mixture_cost("gaussian", x, z, m)
     with pytest.raises(ValueError, match="unknown likelihood 'laplace'"):
         mixture_cost("laplace", x, z, m, 0.3)
+
+
+def test_corrupt_input_flips_bits_or_adds_noise_after_the_likelihood():
+    from rladder_nb.models.tagger import corrupt_input
+    x = torch.rand(64, 1, 8, 8).round()
+    flipped = corrupt_input(x, "bernoulli", 0.3, 0.2, torch.Generator().manual_seed(0))
+    assert set(flipped.unique().tolist()) <= {0.0, 1.0} and 0.2 < (flipped != x).float().mean() < 0.4
+    noisy = corrupt_input(x, "gaussian", 0.3, 0.2, torch.Generator().manual_seed(0))
+    assert abs(float((noisy - x).std()) - 0.2) < 0.02
+    with pytest.raises(ValueError, match="unknown likelihood 'laplace'"):
+        corrupt_input(x, "laplace", 0.3, 0.2)

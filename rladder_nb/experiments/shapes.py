@@ -61,9 +61,9 @@ import numpy as np
 import torch
 
 from .. import settings
-from ..data.shapes import N_SHAPES, SIZE, flip_bits, generate_shapes
+from ..data.shapes import N_SHAPES, SIZE, generate_shapes
 from ..metrics import adjusted_mutual_information
-from ..models.tagger import Tagger, mixture_cost, tagger_loss
+from ..models.tagger import Tagger, corrupt_input, mixture_cost, tagger_loss
 from ..training import train
 
 NAME = "shapes"
@@ -117,9 +117,8 @@ def corrupt(x, cfg, generator=None):
     """The input a run sees: ``x`` with bits flipped (``flip_prob``), or with Gaussian noise (``noise_std``)
     in the control (``likelihood='gaussian'``)."""
     cfg = _check_config(cfg)
-    if _binary(cfg):
-        return flip_bits(x, cfg["flip_prob"], generator)
-    return x + cfg["noise_std"] * torch.randn(x.shape, generator=generator).to(x.device)
+    return corrupt_input(x, cfg.get("likelihood", "bernoulli"), cfg["flip_prob"], cfg.get("noise_std", NOISE_STD),
+                         generator)   # entries recorded before the control have no noise_std
 
 
 def build(cfg: dict) -> Tagger:

@@ -203,11 +203,10 @@ import numpy as np
 import torch
 
 from .. import settings
-from ..data.shapes import flip_bits
 from ..data.textured_mnist import SIZES, make_splits
 from ..data.textures import DEFAULT_SCALE_RANGE
 from ..metrics import adjusted_mutual_information
-from ..models.tagger import STARTS, Tagger, check_start, mixture_cost, starting_masks, tagger_loss
+from ..models.tagger import STARTS, Tagger, check_start, corrupt_input, mixture_cost, starting_masks, tagger_loss
 from ..models.video import StaticClassifier
 from ..training import train
 
@@ -371,9 +370,7 @@ def _clean(x, cfg):
 
 def _corrupt(x, cfg, generator):
     """The input a run sees: ``x`` plus Gaussian noise (``noise_std``), or with bits flipped (``flip_prob``)."""
-    if _likelihood(cfg) == "bernoulli":
-        return flip_bits(x, cfg["flip_prob"], generator)
-    return x + cfg["noise_std"] * torch.randn(x.shape, generator=generator).to(x.device)
+    return corrupt_input(x, _likelihood(cfg), cfg.get("flip_prob", FLIP_PROB), cfg["noise_std"], generator)
 
 
 def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_path=None,

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.shapes import flip_bits
 from ..training import register_model
 from .rladder import RLadder
 
@@ -376,6 +377,18 @@ def mixture_cost(likelihood: str, x_target, z, masks, v=None) -> torch.Tensor:
         if v is None:
             raise ValueError("the Gaussian cost needs the learned variance v (the model's .v)")
         return tagger_cost(x_target, z, masks, v)
+    raise ValueError(f"unknown likelihood {likelihood!r}: expected one of {LIKELIHOODS}")
+
+
+def corrupt_input(x, likelihood: str, flip_prob: float, noise_std: float, generator=None) -> torch.Tensor:
+    """The corruption a loop with ``likelihood`` assumes: ``x`` with bits flipped with probability ``flip_prob``
+    (``'bernoulli'``, :func:`~rladder_nb.data.shapes.flip_bits`) or plus Gaussian noise of std ``noise_std``
+    (``'gaussian'``). Introduced in *Perceptual grouping by texture* (Tagger's Shapes).
+    """
+    if likelihood == "bernoulli":
+        return flip_bits(x, flip_prob, generator)
+    if likelihood == "gaussian":
+        return x + noise_std * torch.randn(x.shape, generator=generator).to(x.device)
     raise ValueError(f"unknown likelihood {likelihood!r}: expected one of {LIKELIHOODS}")
 
 
