@@ -41,6 +41,19 @@ def test_zoo_entry_reproduces_its_metrics(name, monkeypatch):
     assert compare_metrics(entry["metrics"], measured) == []
 
 
+def test_every_recorded_book_scale_rtagger_segments_better_after_its_last_iteration():
+    # Part III's acceptance point, on every recorded run of Table 4 (both settings, every seed); the test
+    # above checks that each checkpoint still scores what its entry says
+    runs = zoo.find_entries(experiment="textured_mnist", model="rtagger", scale="book", manifest=MANIFEST)
+    table4 = {name: entry for name, entry in runs.items() if entry.get("dataset", "supervised") in
+              ("supervised", "semi_supervised")}
+    assert table4, "no book-scale RTagger on textured MNIST in the zoo"
+    for name, entry in table4.items():
+        ami = entry["metrics"]["ami"]
+        assert len(ami) == entry["config"]["n_iterations"] >= 2, name
+        assert ami[-1] > ami[0], f"{name}: AMI {ami} does not rise from the first iteration to the last"
+
+
 def test_compare_metrics_can_fail():
     assert compare_metrics({"a": 1.0, "b": [1.0, 2.0]}, {"a": 1.0, "b": [1.0, 2.0]}) == []
     assert compare_metrics({"a": 1.0}, {"a": 1.1})
