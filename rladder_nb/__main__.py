@@ -13,7 +13,7 @@ reproduce EXPERIMENT [--scale S] [--seeds 0 1 ...]
 evaluate [EXPERIMENT]
     Re-evaluate recorded zoo entries and compare with their recorded metrics.
 zoo
-    List the recorded runs.
+    List the recorded runs (and the recorded studies).
 build-book [--scale S]
     Build the rendered book with every chapter executed at that scale.
 export-notebooks OUTDIR [--kind student|instructor|both] [--chapters PATTERN ...]
@@ -195,6 +195,12 @@ def _cmd_zoo(args):
     for name, entry in zoo.load_manifest().items():
         headline = {k: v for k, v in entry["metrics"].items() if not isinstance(v, list)}
         print(f"{name:60s} {entry['wall_time_s']:8.0f} s  " + ", ".join(f"{k}={_fmt(v)}" for k, v in headline.items()))
+    studies = zoo.list_studies()
+    if studies:
+        print("\nstudies (diagnostic runs without kept checkpoints; rladder_nb/zoo/studies/NAME.json):")
+    for name in studies:
+        study = zoo.load_study(name)
+        print(f"  {name} ({len(study['entries'])} runs, {study['created']}): {study['summary']}")
     return 0
 
 
@@ -256,7 +262,7 @@ def main(argv=None) -> int:
     p.add_argument("experiment", nargs="?", default=None)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("zoo", help="list zoo entries")
+    p = sub.add_parser("zoo", help="list zoo entries and studies")
     p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser("build-book", help="build the rendered book")

@@ -144,3 +144,46 @@ def test_values_by_seed_gathers_every_seed_of_a_setting():
     assert zoo.values_by_seed("x", "err", "book", dataset="semi", manifest=manifest) == {"m1": {4: 2.0}}
     assert zoo.values_by_seed("x", "err", "paper", manifest=manifest) == {}
     assert zoo.values_by_seed("x", "ami", "book", manifest=manifest) == {"m2": {0: 0.1}, "m3": {0: 1.0}}
+
+
+@pytest.mark.parametrize("name", zoo.list_studies())
+def test_recorded_study_matches_its_experiments_config(name):
+    # each run of a study is its scale's standard config with the study's overrides, finished and evaluated:
+    # a change to the experiment's config (or a hand-edited entry) makes the study stale, and this fails
+    study = zoo.load_study(name)
+    named = zoo.study_entries(study)
+    assert len(named) == len(study["entries"])
+    for entry_name, entry in named.items():
+        assert (entry["experiment"], entry["scale"]) == (study["experiment"], study["scale"]), entry_name
+        exp = get_experiment(entry["experiment"])
+        _, standard = zoo.run_config(exp, entry["model"], entry["scale"], entry.get("dataset"))
+        expected = zoo.apply_overrides(standard, entry.get("overrides"))
+        recorded = {k: v for k, v in entry["config"].items() if k != "test_digits"}
+        assert recorded == expected, f"{entry_name}: config differs from the experiment's {entry['scale']} config"
+        assert entry["steps"] == entry["config"]["n_steps"], f"{entry_name}: not a finished run"
+        assert entry["metrics"], f"{entry_name}: no metrics"
+    by_seed = zoo.values_by_seed(study["experiment"], "classification_error", study["scale"], manifest=named)
+    assert sum(len(v) for v in by_seed.values()) == len(named)
+
+
+def test_load_study_reports_missing_and_malformed_files(tmp_path):
+    with pytest.raises(KeyError, match="no study 'nope'.*recorded studies: none"):
+        zoo.load_study("nope", tmp_path)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        zoo.load_study("bad", tmp_path)
+    (tmp_path / "bad.json").write_text(json.dumps({"name": "bad", "entries": []}))
+    with pytest.raises(ValueError, match="lacks the fields .*'summary'"):
+        zoo.load_study("bad", tmp_path)
+    study = {f: "x" for f in zoo.STUDY_FIELDS}
+    entry = {"experiment": "toy_static", "model": "rladder", "scale": "smoke", "seed": 0, "metrics": None,
+             "config": {}, "steps": 2, "wall_time_s": 1.0, "code_version": "0"}
+    for entries, message in (([], "non-empty list"), ([{"model": "rladder"}], "entry 0 lacks the fields"),
+                             ([entry], "unfinished run")):
+        (tmp_path / "bad.json").write_text(json.dumps(dict(study, entries=entries)))
+        with pytest.raises(ValueError, match=message):
+            zoo.load_study("bad", tmp_path)
+    assert zoo.list_studies(tmp_path) == ["bad"]
+    twice = dict(entry, metrics={"mse": 1.0})
+    with pytest.raises(ValueError, match="two entries named"):
+        zoo.study_entries({"name": "t", "entries": [twice, twice]})

@@ -9,6 +9,10 @@ Introduced in *Introduction* (``book/part1/01_introduction.md``).
   scale always, at any scale when ``RLADDER_NB_RETRAIN=1`` or when no entry exists.
 * :func:`record` (used by ``python -m rladder_nb train ... --record``) writes a checkpoint and its
   manifest entry atomically. ``tests/test_zoo.py`` re-evaluates every entry against its metrics.
+* ``studies/NAME.json`` holds a *study*: diagnostic runs whose checkpoints were not kept (a lent GPU's
+  runs, say), each entry as ``train --json`` writes it, with the study's ``command``, ``how``, ``data`` and
+  ``hardware``. :func:`load_study` reads one (checked), :func:`study_entries` names its entries like the
+  manifest's, so :func:`values_by_seed` and :func:`find_entries` work on it.
 """
 from __future__ import annotations
 
@@ -26,6 +30,11 @@ from ..training import atomic_write_bytes, load_checkpoint, save_checkpoint, sha
 
 ZOO_DIR = Path(__file__).resolve().parent
 MANIFEST = ZOO_DIR / "manifest.json"
+STUDIES_DIR = ZOO_DIR / "studies"
+STUDY_FIELDS = ("name", "experiment", "scale", "summary", "command", "how", "data", "hardware", "created",
+                "entries")
+STUDY_ENTRY_FIELDS = ("experiment", "model", "scale", "seed", "metrics", "config", "steps", "wall_time_s",
+                      "code_version")
 REQUIRED_FIELDS = ("experiment", "model", "scale", "seed", "metrics", "checkpoint", "sha256", "command",
                    "code_version", "wall_time_s", "hardware", "created")
 
@@ -52,6 +61,53 @@ def load_manifest(path=MANIFEST) -> dict:
         if missing:
             raise ValueError(f"zoo entry {name!r} lacks the fields {missing}")
     return manifest
+
+
+def list_studies(folder=STUDIES_DIR) -> list:
+    """The names of the recorded studies (files ``studies/NAME.json``)."""
+    return sorted(p.stem for p in Path(folder).glob("*.json"))
+
+
+def load_study(name: str, folder=STUDIES_DIR) -> dict:
+    """The study ``name`` (see the module docstring), its fields and every entry's checked.
+
+    An unknown name raises ``KeyError`` listing the recorded ones; a malformed file ``ValueError`` saying
+    what is missing.
+    """
+    path = Path(folder) / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"no study {name!r} in {folder}; recorded studies: {list_studies(folder) or 'none'}")
+    try:
+        study = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"study file {path} is not valid JSON: {err}") from err
+    if not isinstance(study, dict):
+        raise ValueError(f"study file {path} must hold a JSON object with the fields {list(STUDY_FIELDS)}")
+    missing = [f for f in STUDY_FIELDS if f not in study]
+    if missing:
+        raise ValueError(f"study file {path} lacks the fields {missing}")
+    if not isinstance(study["entries"], list) or not study["entries"]:
+        raise ValueError(f"study file {path}: 'entries' must be a non-empty list of run entries")
+    for i, entry in enumerate(study["entries"]):
+        missing = [f for f in STUDY_ENTRY_FIELDS if not isinstance(entry, dict) or f not in entry]
+        if missing:
+            raise ValueError(f"study file {path}: entry {i} lacks the fields {missing}")
+        if entry.get("finished") is False or entry["metrics"] is None:
+            raise ValueError(f"study file {path}: entry {i} ({entry['model']}, seed {entry['seed']}) is an "
+                             "unfinished run without metrics")
+    return study
+
+
+def study_entries(study: dict) -> dict:
+    """A study's entries by manifest-style name (``EXPERIMENT[/DATASET]/MODEL/SCALE/seedN``), for
+    :func:`find_entries` and :func:`values_by_seed` (``manifest=study_entries(study)``)."""
+    named = {}
+    for entry in study["entries"]:
+        name = entry_name(entry["experiment"], entry["model"], entry["scale"], entry["seed"], entry.get("dataset"))
+        if name in named:
+            raise ValueError(f"study {study.get('name')!r} holds two entries named {name!r}")
+        named[name] = entry
+    return named
 
 
 def find_entries(experiment=None, model=None, scale=None, dataset=None, manifest=None) -> dict:
