@@ -45,17 +45,23 @@ def entry_name(experiment: str, model: str, scale: str, seed: int = 0, dataset: 
     return "/".join(parts)
 
 
+def _read_json_object(path: Path, what: str, shape: str) -> dict:
+    """The JSON object in ``path``; ``ValueError`` naming ``what`` if it is not valid JSON or not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} is not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object {shape}")
+    return value
+
+
 def load_manifest(path=MANIFEST) -> dict:
     """The manifest as a dict (empty when there is no file); a malformed file raises ``ValueError``."""
     path = Path(path)
     if not path.exists():
         return {}
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"zoo manifest {path} is not valid JSON: {err}") from err
-    if not isinstance(manifest, dict):
-        raise ValueError(f"zoo manifest {path} must be a JSON object mapping entry names to entries")
+    manifest = _read_json_object(path, f"zoo manifest {path}", "mapping entry names to entries")
     for name, entry in manifest.items():
         missing = [f for f in REQUIRED_FIELDS if f not in entry]
         if missing:
@@ -77,12 +83,7 @@ def load_study(name: str, folder=STUDIES_DIR) -> dict:
     path = Path(folder) / f"{name}.json"
     if not path.is_file():
         raise KeyError(f"no study {name!r} in {folder}; recorded studies: {list_studies(folder) or 'none'}")
-    try:
-        study = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"study file {path} is not valid JSON: {err}") from err
-    if not isinstance(study, dict):
-        raise ValueError(f"study file {path} must hold a JSON object with the fields {list(STUDY_FIELDS)}")
+    study = _read_json_object(path, f"study file {path}", f"with the fields {list(STUDY_FIELDS)}")
     missing = [f for f in STUDY_FIELDS if f not in study]
     if missing:
         raise ValueError(f"study file {path} lacks the fields {missing}")
