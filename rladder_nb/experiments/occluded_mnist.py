@@ -90,8 +90,8 @@ the ablation chapter reads its trained models from the zoo.
   sequences, not in the zoo; the cells the paper names, without our residual path): with the gates, the
   prediction ramp and zero biases in place they no longer sit on a plateau, but end worse: hierarchical
   RNN 11.9 % and 12.2 % (seeds 0, 1), RLadder 13.0 % and 17.45 % (prediction error 422.4 and 401.9),
-  against 9.25/10.15 % and 10.30/10.15 % with residual cells; the RLadder's gates stay near 0 (largest
-  |alpha| 0.118 and 0.048, both the top layer's). The weaker cells leave more room above the hierarchical
+  against 9.25/10.15 % and 10.30/10.15 % with residual cells; the RLadder's gates stay near 0 (the largest
+  in absolute value 0.118 and 0.048, both the top layer's). The weaker cells leave more room above the hierarchical
   RNN, and the RLadder does not take it.
 * **Two more ways to give the links something to carry** (pilots, seed 0, book config, 8,000 steps, 2,000
   test sequences, not in the zoo). At initialisation every combinator passes only its lateral input
