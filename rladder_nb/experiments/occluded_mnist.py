@@ -253,7 +253,7 @@ def build(cfg):
                    n_classes=N_CLASSES if cfg["class_weight"] > 0 else None,
                    bottom_output=cfg["prediction_weight"] > 0, norm=cfg["norm"],
                    gate_decoder_to_encoder=cfg.get("gate_decoder_to_encoder", False),
-                   zero_bias_init=cfg.get("zero_bias_init", False))
+                   zero_bias_init=cfg.get("zero_bias_init", False), decoder_hidden=cfg.get("decoder_hidden"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -79,6 +79,20 @@ def _conv_out(n, k, s):
 
 
 @register_model
+class _TopDownConv(nn.Module):
+    """A convolutional top-down map with ``hidden`` channels: a transposed convolution, a ReLU and a 3x3
+    convolution (``RLadder``'s ``decoder_hidden``; without it the map is one transposed convolution)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, hidden):
+        super().__init__()
+        padding = tuple(k // 2 for k in kernel_size)
+        self.up = nn.ConvTranspose2d(in_channels, hidden, kernel_size, stride=stride, padding=padding)
+        self.refine = nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, out_channels, 3, padding=1))
+
+    def forward(self, x, output_size):
+        return self.refine(self.up(x, output_size=output_size))
+
+
 class RLadder(nn.Module):
     """A fully-connected or convolutional Recurrent Ladder network.
 
@@ -114,11 +128,18 @@ class RLadder(nn.Module):
         RLadder on MNIST frames, which are mostly empty: there a channel's bias can outweigh its weighted
         input, and with the default some initialisations of the RLadder and of the hierarchical RNN sat at
         chance for 1,000 steps or more (one never left it in 8,000).
+    decoder_hidden : int or None
+        Give each convolutional top-down map hidden capacity: a transposed convolution to
+        ``decoder_hidden`` channels, a ReLU and a 3x3 convolution to the layer's channels, instead of one
+        transposed convolution straight to them (None, the default: the Ladder's single map ``V``). With
+        the single map, ``d_0`` is close to a linear function of ``d_1``, so next-frame prediction asks the
+        encoder's own bottom features to be nearly the predicted frame; the hidden layer lets the decoder
+        do that rendering itself.
     """
 
     def __init__(self, input_shape, layers, cell="lstm", combinator="vanilla", decoder=True,
                  decoder_to_encoder=True, n_classes=None, bottom_output=True, norm="auto",
-                 gate_decoder_to_encoder=False, zero_bias_init=False):
+                 gate_decoder_to_encoder=False, zero_bias_init=False, decoder_hidden=None):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) not in (1, 3) or min(input_shape) < 1:
@@ -130,13 +151,15 @@ class RLadder(nn.Module):
             raise ValueError(f"unknown combinator {combinator!r}: expected one of {COMBINATORS}")
         if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
             raise ValueError(f"n_classes must be an integer >= 2 or None, got {n_classes!r}")
+        if decoder_hidden is not None and (not isinstance(decoder_hidden, int) or decoder_hidden < 1):
+            raise ValueError(f"decoder_hidden must be a positive integer or None, got {decoder_hidden!r}")
         if decoder_to_encoder and not decoder:
             decoder_to_encoder = False  # nothing to link from
         self.config = dict(input_shape=input_shape, layers=[asdict(l) for l in layers], cell=cell,
                            combinator=combinator, decoder=decoder, decoder_to_encoder=decoder_to_encoder,
                            n_classes=n_classes, bottom_output=bottom_output, norm=norm,
                            gate_decoder_to_encoder=bool(gate_decoder_to_encoder),
-                           zero_bias_init=bool(zero_bias_init))
+                           zero_bias_init=bool(zero_bias_init), decoder_hidden=decoder_hidden)
         self.input_shape, self.layers = input_shape, layers
         self.decoder, self.decoder_to_encoder = decoder, decoder_to_encoder
         self.shapes = self._layer_shapes(input_shape, layers)  # shapes[0] = input, shapes[l] = layer l
@@ -163,8 +186,10 @@ class RLadder(nn.Module):
                 here, above, layer_above = self.shapes[l], self.shapes[l + 1], layers[l]
                 if layer_above.kind == "conv" and len(here) == 3:
                     k = _pair(layer_above.kernel_size)
-                    self.down.append(nn.ConvTranspose2d(above[0], here[0], k, stride=layer_above.stride,
-                                                        padding=tuple(kk // 2 for kk in k)))
+                    self.down.append(
+                        _TopDownConv(above[0], here[0], k, layer_above.stride, decoder_hidden) if decoder_hidden
+                        else nn.ConvTranspose2d(above[0], here[0], k, stride=layer_above.stride,
+                                                padding=tuple(kk // 2 for kk in k)))
                 else:
                     self.down.append(nn.Sequential(nn.Flatten(), nn.Linear(math.prod(above), math.prod(here)),
                                                    nn.Unflatten(1, here)))
@@ -247,7 +272,7 @@ class RLadder(nn.Module):
                 d[l] = self.combinators[l](e[l], u)
                 if l > 0:
                     down = self.down[l - 1]
-                    u = (down(d[l], output_size=e[l - 1].shape[-2:]) if isinstance(down, nn.ConvTranspose2d)
+                    u = (down(d[l], output_size=e[l - 1].shape[-2:]) if isinstance(down, (nn.ConvTranspose2d, _TopDownConv))
                          else down(d[l]))
             if self.bottom_output:
                 bottom = d[0]
