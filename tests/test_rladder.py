@@ -104,10 +104,24 @@ def test_conv_lstm_cell_keeps_spatial_shape():
     (dict(input_shape=(8,), layers=[dense(4)], combinator="magic"), "unknown combinator"),
     (dict(input_shape=(8,), layers=[dense(4)], cell="transformer"), "unknown encoder cell"),
     (dict(input_shape=(8,), layers=[dense(4)], n_classes=1), "n_classes"),
+    (dict(input_shape=(8,), layers=[dense(4)], decoder_hidden=0), "decoder_hidden must be a positive integer"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         RLadder(**kwargs)
+
+
+def test_decoder_hidden_adds_a_hidden_layer_to_the_convolutional_top_down_maps():
+    layers = [conv(4, stride=2), conv(8, stride=2), dense(12)]
+    plain = RLadder((1, 16, 16), layers, n_classes=3)
+    hidden = RLadder((1, 16, 16), layers, n_classes=3, decoder_hidden=6)
+    # the default keeps the single transposed convolution, so recorded checkpoints keep their keys
+    assert "down.0.weight" in plain.state_dict() and "down.0.up.weight" in hidden.state_dict()
+    assert [tuple(m.up.weight.shape) for m in hidden.down[:2]] == [(4, 6, 3, 3), (8, 6, 3, 3)]
+    assert [tuple(m.refine[1].weight.shape) for m in hidden.down[:2]] == [(1, 6, 3, 3), (4, 6, 3, 3)]
+    x = torch.rand(2, 3, 1, 16, 16)
+    assert hidden(x)["bottom"].shape == plain(x)["bottom"].shape == (2, 3, 1, 16, 16)
+    assert hidden.config["decoder_hidden"] == 6 and plain.config["decoder_hidden"] is None
 
 
 def test_bad_input_shape_says_what_was_expected():
