@@ -4,6 +4,7 @@ import torch
 
 from rladder_nb.models.cells import ConvLSTMCell, GaussianCombinator, LSTMCell, VanillaCombinator
 from rladder_nb.models.rladder import RLadder, conv, dense
+from rladder_nb.training import load_checkpoint, save_checkpoint
 
 
 def test_dense_rladder_shapes():
@@ -111,7 +112,7 @@ def test_bad_constructor_arguments(kwargs, match):
         RLadder(**kwargs)
 
 
-def test_decoder_hidden_adds_a_hidden_layer_to_the_convolutional_top_down_maps():
+def test_decoder_hidden_adds_a_hidden_layer_to_the_convolutional_top_down_maps(tmp_path):
     layers = [conv(4, stride=2), conv(8, stride=2), dense(12)]
     plain = RLadder((1, 16, 16), layers, n_classes=3)
     hidden = RLadder((1, 16, 16), layers, n_classes=3, decoder_hidden=6)
@@ -122,6 +123,9 @@ def test_decoder_hidden_adds_a_hidden_layer_to_the_convolutional_top_down_maps()
     x = torch.rand(2, 3, 1, 16, 16)
     assert hidden(x)["bottom"].shape == plain(x)["bottom"].shape == (2, 3, 1, 16, 16)
     assert hidden.config["decoder_hidden"] == 6 and plain.config["decoder_hidden"] is None
+    save_checkpoint(tmp_path / "hidden.pt", hidden)  # and it comes back from a checkpoint
+    back, _ = load_checkpoint(tmp_path / "hidden.pt")
+    assert type(back) is RLadder and torch.equal(back(x)["bottom"], hidden.eval()(x)["bottom"])
 
 
 def test_bad_input_shape_says_what_was_expected():

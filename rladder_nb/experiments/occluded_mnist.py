@@ -222,7 +222,7 @@ def config(model: str, scale: str) -> dict:
     variant = dict(VARIANTS[model])
     sizes = dict(SCALES[scale])
     return dict(model=model, scale=scale, data=dict(DATA), cell="reslstm", combinator="vanilla", norm="auto",
-                gate_decoder_to_encoder=True, zero_bias_init=True,
+                gate_decoder_to_encoder=True, zero_bias_init=True, decoder_hidden=None,
                 rnn="lstm", rnn_input="top", rnn_residual=True, class_frames="all", gold_placement="centre",
                 **variant,
                 layers=[list(l) for l in sizes.pop("layers")], **sizes)

@@ -78,7 +78,6 @@ def _conv_out(n, k, s):
     return (n + 2 * (k // 2) - k) // s + 1
 
 
-@register_model
 class _TopDownConv(nn.Module):
     """A convolutional top-down map with ``hidden`` channels: a transposed convolution, a ReLU and a 3x3
     convolution (``RLadder``'s ``decoder_hidden``; without it the map is one transposed convolution)."""
@@ -93,6 +92,7 @@ class _TopDownConv(nn.Module):
         return self.refine(self.up(x, output_size=output_size))
 
 
+@register_model
 class RLadder(nn.Module):
     """A fully-connected or convolutional Recurrent Ladder network.
 
