@@ -151,6 +151,20 @@ def test_gated_decoder_to_encoder_links_start_closed_and_learn_to_open():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "reslstm"])
+def test_zero_initialised_links_start_as_the_hierarchical_rnn_and_learn(cell):
+    torch.manual_seed(0)
+    net = RLadder((6,), [dense(8), dense(4)], cell=cell, n_classes=3, zero_init_decoder_to_encoder=True)
+    assert net.d2e_gates is None and not _uses_previous_decoder(net)  # no gate, but nothing comes through yet
+    first = net.cells[0].feedforward[0] if cell == "reslstm" else net.cells[0].linear
+    assert torch.count_nonzero(first.weight[:, 8:16]) == 0 and torch.count_nonzero(first.weight[:, :8]) > 0
+    net.zero_grad()
+    net(torch.randn(3, 4, 6))["logits"].sum().backward()
+    assert first.weight.grad[:, 8:16].abs().sum() > 0   # the links' weights learn from the first step
+    with pytest.raises(ValueError, match="supports the 'reslstm' and 'lstm' cells"):
+        RLadder((6,), [dense(8)], cell="gru", zero_init_decoder_to_encoder=True)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "reslstm"])
 def test_zero_bias_init_zeroes_exactly_the_bottom_up_biases(cell):
     layers = [conv(4, stride=2), dense(6)]
     torch.manual_seed(0)

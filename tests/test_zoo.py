@@ -159,8 +159,8 @@ def test_recorded_study_matches_its_experiments_config(name):
         _, standard = zoo.run_config(exp, entry["model"], entry["scale"], entry.get("dataset"))
         expected = zoo.apply_overrides(standard, entry.get("overrides"))
         recorded = {k: v for k, v in entry["config"].items() if k != "test_digits"}
-        # a key added to the config after the study, at a default of None that builds what was built before
-        expected = {k: v for k, v in expected.items() if k in recorded or v is not None}
+        # a key added to the config after the study, at a default (None, False) that builds what was built before
+        expected = {k: v for k, v in expected.items() if k in recorded or v not in (None, False)}
         assert recorded == expected, f"{entry_name}: config differs from the experiment's {entry['scale']} config"
         assert entry["steps"] == entry["config"]["n_steps"], f"{entry_name}: not a finished run"
         assert entry["metrics"], f"{entry_name}: no metrics"

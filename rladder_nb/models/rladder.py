@@ -135,11 +135,18 @@ class RLadder(nn.Module):
         the single map, ``d_0`` is close to a linear function of ``d_1``, so next-frame prediction asks the
         encoder's own bottom features to be nearly the predicted frame; the hidden layer lets the decoder
         do that rendering itself.
+    zero_init_decoder_to_encoder : bool
+        Start the weights through which each encoder cell reads ``d_l(t-1)`` at 0 (the input columns of
+        the cell's first map that the links feed), so that the untrained network computes exactly the
+        hierarchical RNN's function while those weights still get a gradient from the first step (with a
+        closed scalar gate instead, the weights behind it stay as initialised for as long as the gate
+        stays near 0). Needs ``decoder_to_encoder``; supported for the ``reslstm`` and ``lstm`` cells.
     """
 
     def __init__(self, input_shape, layers, cell="lstm", combinator="vanilla", decoder=True,
                  decoder_to_encoder=True, n_classes=None, bottom_output=True, norm="auto",
-                 gate_decoder_to_encoder=False, zero_bias_init=False, decoder_hidden=None):
+                 gate_decoder_to_encoder=False, zero_bias_init=False, decoder_hidden=None,
+                 zero_init_decoder_to_encoder=False):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) not in (1, 3) or min(input_shape) < 1:
@@ -159,7 +166,8 @@ class RLadder(nn.Module):
                            combinator=combinator, decoder=decoder, decoder_to_encoder=decoder_to_encoder,
                            n_classes=n_classes, bottom_output=bottom_output, norm=norm,
                            gate_decoder_to_encoder=bool(gate_decoder_to_encoder),
-                           zero_bias_init=bool(zero_bias_init), decoder_hidden=decoder_hidden)
+                           zero_bias_init=bool(zero_bias_init), decoder_hidden=decoder_hidden,
+                           zero_init_decoder_to_encoder=bool(zero_init_decoder_to_encoder))
         self.input_shape, self.layers = input_shape, layers
         self.decoder, self.decoder_to_encoder = decoder, decoder_to_encoder
         self.shapes = self._layer_shapes(input_shape, layers)  # shapes[0] = input, shapes[l] = layer l
@@ -203,6 +211,15 @@ class RLadder(nn.Module):
         self.d2e_gates = (nn.Parameter(torch.zeros(len(layers))) if gate_decoder_to_encoder and self.decoder_to_encoder
                           else None)
         self.classifier = nn.Linear(self.shapes[-1][0], n_classes) if n_classes else None
+        if zero_init_decoder_to_encoder and self.decoder_to_encoder:
+            if cell not in ("reslstm", "lstm"):
+                raise ValueError(f"zero_init_decoder_to_encoder supports the 'reslstm' and 'lstm' cells, not {cell!r}")
+            for l, layer_cell in enumerate(self.cells):
+                first = layer_cell.feedforward[0] if hasattr(layer_cell, "feedforward") else (
+                    layer_cell.conv if hasattr(layer_cell, "conv") else layer_cell.linear)
+                size = layers[l].size  # the cell's input is [bottom-up (size), d_l(t-1) (size), ...]
+                with torch.no_grad():
+                    first.weight[:, size:2 * size].zero_()
         if zero_bias_init:
             for l, cell in enumerate(self.cells):
                 nn.init.zeros_(self.up[l].bias if isinstance(self.up[l], nn.Conv2d) else self.up[l][1].bias)
