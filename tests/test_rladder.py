@@ -150,6 +150,18 @@ def test_gated_decoder_to_encoder_links_start_closed_and_learn_to_open():
     assert RLadder((6,), [dense(8)], decoder_to_encoder=False, gate_decoder_to_encoder=True).d2e_gates is None
 
 
+def test_normalised_links_pass_the_decoder_output_at_zero_mean_and_unit_variance():
+    torch.manual_seed(0)
+    net = RLadder((6,), [dense(8), dense(4)], n_classes=3, normalize_decoder_to_encoder=True)
+    seen = []
+    net.cells[0].register_forward_pre_hook(lambda module, args: seen.append(args[0][:, 8:].detach().clone()))
+    net(torch.randn(3, 2, 6))
+    link = seen[1]  # the link's input at t = 1 (at t = 0 it carries the all-zero d(-1))
+    assert torch.allclose(link.mean(1), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(link.var(1, unbiased=False), torch.ones(3), atol=0.02)  # layer norm's eps
+    assert _uses_previous_decoder(net)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "reslstm"])
 def test_zero_initialised_links_start_as_the_hierarchical_rnn_and_learn(cell):
     torch.manual_seed(0)

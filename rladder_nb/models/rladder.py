@@ -28,6 +28,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..training import register_model
@@ -141,12 +142,17 @@ class RLadder(nn.Module):
         hierarchical RNN's function while those weights still get a gradient from the first step (with a
         closed scalar gate instead, the weights behind it stay as initialised for as long as the gate
         stays near 0). Needs ``decoder_to_encoder``; supported for the ``reslstm`` and ``lstm`` cells.
+    normalize_decoder_to_encoder : bool
+        Normalise each link's ``d_l(t-1)`` per sequence to zero mean and unit variance over the layer's
+        units (a layer norm without parameters) before it enters the encoder: the decoder's outputs are
+        several times larger than the bottom-up inputs they join, with an offset of about 0.5 from the
+        vanilla combinator's sigmoid term.
     """
 
     def __init__(self, input_shape, layers, cell="lstm", combinator="vanilla", decoder=True,
                  decoder_to_encoder=True, n_classes=None, bottom_output=True, norm="auto",
                  gate_decoder_to_encoder=False, zero_bias_init=False, decoder_hidden=None,
-                 zero_init_decoder_to_encoder=False):
+                 zero_init_decoder_to_encoder=False, normalize_decoder_to_encoder=False):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) not in (1, 3) or min(input_shape) < 1:
@@ -167,7 +173,9 @@ class RLadder(nn.Module):
                            n_classes=n_classes, bottom_output=bottom_output, norm=norm,
                            gate_decoder_to_encoder=bool(gate_decoder_to_encoder),
                            zero_bias_init=bool(zero_bias_init), decoder_hidden=decoder_hidden,
-                           zero_init_decoder_to_encoder=bool(zero_init_decoder_to_encoder))
+                           zero_init_decoder_to_encoder=bool(zero_init_decoder_to_encoder),
+                           normalize_decoder_to_encoder=bool(normalize_decoder_to_encoder))
+        self.normalize_decoder_to_encoder = bool(normalize_decoder_to_encoder)
         self.input_shape, self.layers = input_shape, layers
         self.decoder, self.decoder_to_encoder = decoder, decoder_to_encoder
         self.shapes = self._layer_shapes(input_shape, layers)  # shapes[0] = input, shapes[l] = layer l
@@ -277,7 +285,10 @@ class RLadder(nn.Module):
         for l in range(1, L + 1):
             inp = self.up[l - 1](e[l - 1])
             if self.decoder_to_encoder:
-                feedback = prev_d[l] if self.d2e_gates is None else self.d2e_gates[l - 1] * prev_d[l]
+                feedback = prev_d[l]
+                if self.normalize_decoder_to_encoder:
+                    feedback = F.layer_norm(feedback, feedback.shape[1:])
+                feedback = feedback if self.d2e_gates is None else self.d2e_gates[l - 1] * feedback
                 inp = torch.cat([inp, feedback], dim=1)
             h, enc_state[l - 1] = self.cells[l - 1](inp, enc_state[l - 1])
             e.append(h)
