@@ -121,14 +121,15 @@ the ablation chapter reads its trained models from the zoo.
   absolute value 0.03, 0.11, 0.06. With the prediction weight at 1 as well (seed 0): 11.9 % and 333.0,
   against 12.3 % and 332.6 without the hidden layer. The runs took 17-22 min each, two at a time.
 * **Closing the links of the trained RLadders** (the six zoo seeds, every gate set to 0 after training,
-  the same 2,000 test sequences; chapter *Ablations and probing internal representations* computes it): classification error 10.30
-  -> 10.35, 10.15 -> 10.05, 9.25 -> 9.15, 10.95 -> 11.30, 9.15 -> 9.15, 11.05 -> 10.75 %; prediction error
-  within 4 of the trained value. The trained RLadders do not use their decoder-to-encoder links. Opened by
-  hand instead (seed 0, 1,000 test sequences): every gate at 0 gives 10.9 %, at 0.1 76.1 %, at 0.3
-  84.5 %, at 1 86.1 %. In the convolutional layers the links would bring in signals several times larger
-  than the bottom-up inputs they join, at the top about as large (root mean square of ``d_l(t-1)`` over that of the bottom-up input, layers 1-4, seed 0, 200
-  test sequences: 1.49 / 0.055, 2.37 / 0.58, 3.17 / 0.83, 2.42 / 2.71), with an offset of about 0.5 from
-  the vanilla combinator's sigmoid term.
+  the same 2,000 test sequences; chapter *Ablations and probing internal representations* computes it):
+  classification error 10.30 -> 10.35, 10.15 -> 10.05, 9.25 -> 9.15, 10.95 -> 11.30, 9.15 -> 9.15,
+  11.05 -> 10.75 %; prediction error within 4 of the trained value. The trained RLadders do not use their
+  decoder-to-encoder links. Opened by hand instead (seed 0, 1,000 test sequences): every gate at 0 gives
+  10.9 %, at 0.1 76.1 %, at 0.3 84.5 %, at 1 86.1 %. In the convolutional layers the links would bring in
+  signals several times larger than the bottom-up inputs they join, at the top about as large (root mean
+  square of ``d_l(t-1)`` over that of the bottom-up input, layers 1-4, seed 0, 200 test sequences:
+  1.49 / 0.055, 2.37 / 0.58, 3.17 / 0.83, 2.42 / 2.71), with an offset of about 0.5 from the vanilla
+  combinator's sigmoid term.
 * **Open links whose weights start at 0** (pilots, ``--set zero_init_decoder_to_encoder=true --set
   gate_decoder_to_encoder=false``, 8,000 steps, 2,000 test sequences, not in the zoo): no gate, the
   network starts as the hierarchical RNN, and the weights that read ``d_l(t-1)`` learn from the first

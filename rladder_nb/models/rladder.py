@@ -139,14 +139,14 @@ class RLadder(nn.Module):
     zero_init_decoder_to_encoder : bool
         Start the weights through which each encoder cell reads ``d_l(t-1)`` at 0 (the input columns of
         the cell's first map that the links feed), so that the untrained network computes exactly the
-        hierarchical RNN's function while those weights still get a gradient from the first step (with a
-        closed scalar gate instead, the weights behind it stay as initialised for as long as the gate
-        stays near 0). Needs ``decoder_to_encoder``; supported for the ``reslstm`` and ``lstm`` cells.
+        hierarchical RNN's function while those weights get the full gradient from the first step (behind
+        a scalar gate instead, their gradient is scaled by the gate, which starts at 0). Needs
+        ``decoder_to_encoder``; supported for the ``reslstm`` and ``lstm`` cells.
     normalize_decoder_to_encoder : bool
         Normalise each link's ``d_l(t-1)`` per sequence to zero mean and unit variance over the layer's
-        units (a layer norm without parameters) before it enters the encoder: the decoder's outputs are
-        several times larger than the bottom-up inputs they join, with an offset of about 0.5 from the
-        vanilla combinator's sigmoid term.
+        units (a layer norm without parameters) before it enters the encoder: in the convolutional layers
+        of our Occluded Moving MNIST models the decoder's outputs are several times larger than the
+        bottom-up inputs they join, with an offset of about 0.5 from the vanilla combinator's sigmoid term.
     """
 
     def __init__(self, input_shape, layers, cell="lstm", combinator="vanilla", decoder=True,
@@ -300,8 +300,8 @@ class RLadder(nn.Module):
                 d[l] = self.combinators[l](e[l], u)
                 if l > 0:
                     down = self.down[l - 1]
-                    u = (down(d[l], output_size=e[l - 1].shape[-2:]) if isinstance(down, (nn.ConvTranspose2d, _TopDownConv))
-                         else down(d[l]))
+                    spatial = isinstance(down, (nn.ConvTranspose2d, _TopDownConv))
+                    u = down(d[l], output_size=e[l - 1].shape[-2:]) if spatial else down(d[l])
             if self.bottom_output:
                 bottom = d[0]
         elif self.bottom_output:
