@@ -162,6 +162,16 @@ def test_normalised_links_pass_the_decoder_output_at_zero_mean_and_unit_variance
     assert _uses_previous_decoder(net)
 
 
+def test_detached_links_send_no_gradient_back_into_the_decoder():
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 6)
+    for detach in (False, True):
+        net = RLadder((6,), [dense(8), dense(4)], n_classes=3, bottom_output=False, detach_decoder_to_encoder=detach)
+        net(x)["logits"].sum().backward()  # the class cost reaches the decoder only through the links
+        reached = any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.combinators.parameters())
+        assert reached is not detach
+
+
 @pytest.mark.parametrize("cell", ["lstm", "reslstm"])
 def test_zero_initialised_links_start_as_the_hierarchical_rnn_and_learn(cell):
     torch.manual_seed(0)

@@ -258,6 +258,7 @@ def config(model: str, scale: str) -> dict:
     return dict(model=model, scale=scale, data=dict(DATA), cell="reslstm", combinator="vanilla", norm="auto",
                 gate_decoder_to_encoder=True, zero_bias_init=True, decoder_hidden=None,
                 zero_init_decoder_to_encoder=False, normalize_decoder_to_encoder=False,
+                detach_decoder_to_encoder=False,
                 rnn="lstm", rnn_input="top", rnn_residual=True, class_frames="all", gold_placement="centre",
                 **variant,
                 layers=[list(l) for l in sizes.pop("layers")], **sizes)
@@ -290,7 +291,8 @@ def build(cfg):
                    gate_decoder_to_encoder=cfg.get("gate_decoder_to_encoder", False),
                    zero_bias_init=cfg.get("zero_bias_init", False), decoder_hidden=cfg.get("decoder_hidden"),
                    zero_init_decoder_to_encoder=cfg.get("zero_init_decoder_to_encoder", False),
-                   normalize_decoder_to_encoder=cfg.get("normalize_decoder_to_encoder", False))
+                   normalize_decoder_to_encoder=cfg.get("normalize_decoder_to_encoder", False),
+                   detach_decoder_to_encoder=cfg.get("detach_decoder_to_encoder", False))
 
 
 # --------------------------------------------------------------------------------------------------

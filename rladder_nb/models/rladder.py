@@ -147,12 +147,16 @@ class RLadder(nn.Module):
         units (a layer norm without parameters) before it enters the encoder: in the convolutional layers
         of our Occluded Moving MNIST models the decoder's outputs are several times larger than the
         bottom-up inputs they join, with an offset of about 0.5 from the vanilla combinator's sigmoid term.
+    detach_decoder_to_encoder : bool
+        Stop the gradient at each link: the encoder reads ``d_l(t-1)`` as an input (a message), and the
+        decoder learns only from its own tasks, not from what the encoder makes of it later.
     """
 
     def __init__(self, input_shape, layers, cell="lstm", combinator="vanilla", decoder=True,
                  decoder_to_encoder=True, n_classes=None, bottom_output=True, norm="auto",
                  gate_decoder_to_encoder=False, zero_bias_init=False, decoder_hidden=None,
-                 zero_init_decoder_to_encoder=False, normalize_decoder_to_encoder=False):
+                 zero_init_decoder_to_encoder=False, normalize_decoder_to_encoder=False,
+                 detach_decoder_to_encoder=False):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) not in (1, 3) or min(input_shape) < 1:
@@ -174,8 +178,10 @@ class RLadder(nn.Module):
                            gate_decoder_to_encoder=bool(gate_decoder_to_encoder),
                            zero_bias_init=bool(zero_bias_init), decoder_hidden=decoder_hidden,
                            zero_init_decoder_to_encoder=bool(zero_init_decoder_to_encoder),
-                           normalize_decoder_to_encoder=bool(normalize_decoder_to_encoder))
+                           normalize_decoder_to_encoder=bool(normalize_decoder_to_encoder),
+                           detach_decoder_to_encoder=bool(detach_decoder_to_encoder))
         self.normalize_decoder_to_encoder = bool(normalize_decoder_to_encoder)
+        self.detach_decoder_to_encoder = bool(detach_decoder_to_encoder)
         self.input_shape, self.layers = input_shape, layers
         self.decoder, self.decoder_to_encoder = decoder, decoder_to_encoder
         self.shapes = self._layer_shapes(input_shape, layers)  # shapes[0] = input, shapes[l] = layer l
@@ -285,7 +291,7 @@ class RLadder(nn.Module):
         for l in range(1, L + 1):
             inp = self.up[l - 1](e[l - 1])
             if self.decoder_to_encoder:
-                feedback = prev_d[l]
+                feedback = prev_d[l].detach() if self.detach_decoder_to_encoder else prev_d[l]
                 if self.normalize_decoder_to_encoder:
                     feedback = F.layer_norm(feedback, feedback.shape[1:])
                 feedback = feedback if self.d2e_gates is None else self.d2e_gates[l - 1] * feedback
