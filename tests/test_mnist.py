@@ -131,6 +131,7 @@ def test_splits_from_idx_files(tmp_path):
     for d in (train, valid, test):  # images and labels stay paired
         assert np.array_equal(d.images[:, 0, 2], d.labels)
     assert "t10k" in test.source and "DIFFERS" in test.source  # fake files fail the checksum
+    assert "train-images" in train.source and "DIFFERS" in train.source
     other = load_mnist("valid", data_dir=tmp_path, seed=1)
     assert ids(other) != ids(valid)
     assert ids(load_mnist("valid", data_dir=tmp_path)) == ids(valid)  # deterministic
