@@ -86,8 +86,8 @@ the ablation chapter reads its trained models from the zoo.
   At 32,000 steps: gold standard 3.35 % and 3.30 % (seeds 0, 1), hierarchical RNN 5.25 % and 5.25 %,
   RLadder 4.90 % and 4.90 % (prediction error 381.9 and 382.7). RLadder minus hierarchical RNN, paired over the
   test sequences: -0.35 +- 0.44 points (seed 0) and -0.35 +- 0.41 (seed 1): the paper's direction in both
-  seeds, resolved in neither; the gates stay closed (layers 1-4, seed 0: -0.012, -0.007, 0.022, -0.247;
-  seed 1: 0.003, 0.012, -0.002, -0.006), so what edge there is does not come through the links.
+  seeds, resolved in neither; the gates stay closed below the top (layers 1-4, seed 0: -0.012, -0.007, 0.022,
+  -0.247; seed 1: 0.003, 0.012, -0.002, -0.006), so what edge there is does not come through the links.
 * **At the paper's sizes, on a GPU** (a study, ``rladder_nb/zoo/studies/occluded_mnist_paper_sizes_h200.json``:
   the ``paper`` config with ``n_steps=3,600`` and the prediction ramp over steps 600-1,200, on one lent
   H200, the 4,500 offline training digits, all 10,000 test digits; checkpoints not kept): gold standard
