@@ -247,7 +247,7 @@ SCALES = {
     "smoke": dict(layers=[["conv", 4, 2, 3], ["conv", 8, 2, 3], ["dense", 16, 1, 3]], batch_size=8,
                   n_steps=4, n_train=64, n_test=48, lr=1e-3, prediction_warmup=[1, 3]),
     "book": dict(layers=[["conv", 8, 2, 3], ["conv", 16, 2, 3], ["conv", 32, 2, 3], ["dense", 64, 1, 3]],
-                 batch_size=16, n_steps=8000,
+                 batch_size=16, n_steps=32_000,
                  n_train=None, n_test=2000, lr=1e-3, prediction_warmup=[600, 1200]),
     "paper": dict(layers=[["conv", 32, 1, 3], ["conv", 64, 2, 3], ["conv", 128, 2, 3], ["dense", 256, 1, 3]],
                   batch_size=64, n_steps=40_000,
