@@ -33,6 +33,12 @@ the ablation chapter reads its trained models from the zoo.
   occluded frames, averaged over the 4 frames and every pixel of the 32x32 canvas, times 1e5 (the
   paper's scale; its own definition is not given). Per-frame versions too. A model without the output
   (or trained with weight 0 on it) omits the metric: the paper's "-".
+* **Book scale.** 32,000 steps of 16 sequences, on the 54,000 training digits of MNIST's IDX files where the
+  data folder holds them (the zoo's entries, whose configs record it in ``train_digits``), else on the 4,500
+  of the offline fallback. Until 2026-12-01 it was 8,000 steps, and the zoo's entries had trained on the
+  4,500 offline digits: the study ``rladder_nb/zoo/studies/occluded_mnist_offline_digits_8000_steps`` keeps
+  their metrics (3-6 seeds per row). The bullets below that say "book config" and "8,000 steps" describe
+  runs at that earlier scale, on the 4,500 offline digits unless they say otherwise.
 * **What makes it train** (short runs on this task; our reconstruction): GroupNorm in the convolutional cells,
   lr 1e-3, the class cost at every frame, small batches (16), and four choices, the first two made after a
   stack of plain ConvLSTMs sat on a class-cost plateau at ln 10 for 1,200-1,800 steps (and the full RLadder
@@ -70,20 +76,20 @@ the ablation chapter reads its trained models from the zoo.
   0.046, 0.002, 0.000; seed 2: -0.001, 0.001, -0.002, -0.171). Two more rows at 16,000 steps, seed 0:
   RLadder without decoder-to-encoder links 7.0 % (403.4), without the prediction task 6.55 %: the five
   recurrent rows' seed-0 errors span 6.55-7.3 %, about the spread between seeds.
-* **Four times the steps** (diagnostic, book config with ``n_steps=32,000``, seeds 0 and 1, 2,000 test
-  sequences, not in the zoo; 31-54 minutes per run, two at a time): hierarchical RNN 5.75 % and 5.45 %,
-  RLadder 5.35 % and 5.75 % (prediction error 384.2 and 387.5). Both gain another 1.5 points over 16,000
-  steps and reach the gold standard's 5.70 % (8,000 steps), and they still tie: the two seeds order them
-  oppositely, and the means are 5.55 % (RLadder) and 5.60 %. On 2,000 sequences of their own training
-  digits (seed 5) they err on 5.10 % and 4.95 % (hierarchical RNN) and 4.85 % and 5.35 % (RLadder), so
-  they still hardly overfit. The RLadder's gates stay nearly closed (seed 0: -0.001, 0.001, -0.003, 0.017;
-  seed 1: 0.004, 0.073, -0.000, 0.154).
-* **All of MNIST's training digits** (two studies, ``rladder_nb/zoo/studies/occluded_mnist_full_training_set_*``:
-  the book config on the 54,000 training digits of MNIST's IDX files instead of the offline 4,500, 2,000 test
-  sequences, checkpoints not kept). At 8,000 steps (seed 0): gold standard 4.95 %, hierarchical RNN 9.55 %,
-  RLadder 10.00 % (prediction error 445.0), against the zoo's 5.70, 9.25 and 10.30 %: twelve times the
-  digits help the static classifier and leave the recurrent models where they were, short of training.
-  At 32,000 steps: gold standard 3.35 % and 3.30 % (seeds 0, 1), hierarchical RNN 5.25 % and 5.25 %,
+* **Four times the steps** (diagnostic, book config with ``n_steps=32,000`` on the 4,500 offline digits, seeds 0 and
+  1, 2,000 test sequences, not in the zoo; 31-54 minutes per run, two at a time): hierarchical RNN 5.75 % and
+  5.45 %, RLadder 5.35 % and 5.75 % (prediction error 384.2 and 387.5). Both gain another 1.5 points over 16,000 steps
+  and reach the gold standard's 5.70 % (8,000 steps), and they still tie: the two seeds order them oppositely, and
+  the means are 5.55 % (RLadder) and 5.60 %. On 2,000 sequences of their own training digits (seed 5) they err on
+  5.10 % and 4.95 % (hierarchical RNN) and 4.85 % and 5.35 % (RLadder), so they still hardly overfit. The RLadder's
+  gates stay nearly closed (seed 0: -0.001, 0.001, -0.003, 0.017; seed 1: 0.004, 0.073, -0.000, 0.154).
+* **All of MNIST's training digits** (the book config on the 54,000 training digits of MNIST's IDX files
+  instead of the offline 4,500, 2,000 test sequences). At 8,000 steps (seed 0; a study,
+  ``rladder_nb/zoo/studies/occluded_mnist_full_training_set_8000_steps``, checkpoints not kept): gold standard
+  4.95 %, hierarchical RNN 9.55 %, RLadder 10.00 % (prediction error 445.0), against 5.70, 9.25 and 10.30 %
+  on the offline digits: twelve times the digits help the static classifier and leave the recurrent models
+  where they were, short of training. At 32,000 steps (run as a study, then recorded as the zoo's first
+  entries of today's book scale): gold standard 3.35 % and 3.30 % (seeds 0, 1), hierarchical RNN 5.25 % and 5.25 %,
   RLadder 4.90 % and 4.90 % (prediction error 381.9 and 382.7). RLadder minus hierarchical RNN, paired over the
   test sequences: -0.35 +- 0.44 points (seed 0) and -0.35 +- 0.41 (seed 1): the paper's direction in both
   seeds, resolved in neither; the gates stay closed below the top (layers 1-4, seed 0: -0.012, -0.007, 0.022,
@@ -130,7 +136,7 @@ the ablation chapter reads its trained models from the zoo.
   12.45, 10.2 % (mean 10.62; book config 9.90, hierarchical RNN 9.43 on the same seeds); largest gate in
   absolute value 0.03, 0.11, 0.06. With the prediction weight at 1 as well (seed 0): 11.9 % and 333.0,
   against 12.3 % and 332.6 without the hidden layer. The runs took 17-22 min each, two at a time.
-* **Closing the links of the trained RLadders** (the six zoo seeds, every gate set to 0 after training,
+* **Closing the links of the trained RLadders** (the earlier zoo's six seeds, every gate set to 0 after training,
   the same 2,000 test sequences; chapter *Ablations and probing internal representations* computes it):
   classification error 10.30 -> 10.35, 10.15 -> 10.05, 9.25 -> 9.15, 10.95 -> 11.30, 9.15 -> 9.15,
   11.05 -> 10.75 %; prediction error within 4 of the trained value. The trained RLadders do not use their
@@ -163,23 +169,22 @@ the ablation chapter reads its trained models from the zoo.
   9.70 % (prediction error 395.7; 33 min, both beside each other on the 2-core CPU), against 9.25 % and
   10.30 % at the book width; the RLadder's gates stay at 0.000, -0.003, -0.001, -0.005. More capacity, like
   more steps, leaves the tie and the closed links as they were.
-* **Six seeds of the four recurrent rows** (zoo: seeds 0-5 of ``hierarchical_rnn``, ``rladder_no_prediction``,
-  ``rladder_no_decoder_to_encoder`` and ``rladder``; seeds 3-5 of the first and last recorded at c8ba7f1, of
-  the other two at a6fa409, the same training code). Classification error on the book's 2,000 test
-  sequences: hierarchical RNN 9.25, 10.15, 8.90, 9.85, 9.30, 10.20 % (mean 9.61); without the prediction task
-  9.55, 10.55, 8.85, 10.70, 8.45, 10.60 (9.78); without decoder-to-encoder links 9.75, 10.70, 9.15, 10.10,
-  9.40, 10.10 (9.87); RLadder 10.30, 10.15, 9.25, 10.95, 9.15, 11.05 (10.14). The means come in the reverse of
-  the paper's order, but every gap is within two standard errors over seeds (RLadder minus hierarchical
-  RNN +0.53 +- 0.40, Welch), while one row's seeds span 1.30-2.25 points. Prediction error: RLadder 432.35,
-  without decoder-to-encoder links 444.59 (seeds 424.6-463.0): -12.24 +- 6.04, just beyond two standard
-  errors over seeds (seed 0 alone, compared sequence by sequence, gives the reverse). Every test digit once
-  instead (the hierarchical RNN's and the RLadder's 12 checkpoints evaluated with ``n_test=10_000``, a
-  diagnostic, not recorded): hierarchical RNN 9.52, 11.04, 9.30, 9.84, 10.21, 10.50 % (mean 10.07); RLadder
-  11.09, 10.97, 9.69, 11.28, 9.29, 11.14 % (mean 10.58); the same gap (+0.51 +- 0.44) and the same spread
-  between seeds, so the spread is between trained networks, not an artefact of the test sample. The
-  RLadder's decoder-to-encoder gates stay near 0 in all six seeds (the largest in absolute value 0.082,
-  the top layer of seed 2; below the top at most 0.022).
-* **Under- or overfitting?** The seed-0 zoo entries on 2,000 sequences of their own *training* digits
+* **Six seeds of the four recurrent rows** (the earlier zoo: seeds 0-5 of ``hierarchical_rnn``,
+  ``rladder_no_prediction``, ``rladder_no_decoder_to_encoder`` and ``rladder``; seeds 3-5 of the first and last
+  recorded at c8ba7f1, of the other two at a6fa409, the same training code). Classification error on the book's
+  2,000 test sequences: hierarchical RNN 9.25, 10.15, 8.90, 9.85, 9.30, 10.20 % (mean 9.61); without the prediction
+  task 9.55, 10.55, 8.85, 10.70, 8.45, 10.60 (9.78); without decoder-to-encoder links 9.75, 10.70, 9.15, 10.10,
+  9.40, 10.10 (9.87); RLadder 10.30, 10.15, 9.25, 10.95, 9.15, 11.05 (10.14). The means come in the reverse of the
+  paper's order, but every gap is within two standard errors over seeds (RLadder minus hierarchical RNN +0.53 +-
+  0.40, Welch), while one row's seeds span 1.30-2.25 points. Prediction error: RLadder 432.35, without
+  decoder-to-encoder links 444.59 (seeds 424.6-463.0): -12.24 +- 6.04, just beyond two standard errors over seeds
+  (seed 0 alone, compared sequence by sequence, gives the reverse). Every test digit once instead (the hierarchical
+  RNN's and the RLadder's 12 checkpoints evaluated with ``n_test=10_000``, a diagnostic, not recorded): hierarchical
+  RNN 9.52, 11.04, 9.30, 9.84, 10.21, 10.50 % (mean 10.07); RLadder 11.09, 10.97, 9.69, 11.28, 9.29, 11.14 % (mean
+  10.58); the same gap (+0.51 +- 0.44) and the same spread between seeds, so the spread is between trained networks,
+  not an artefact of the test sample. The RLadder's decoder-to-encoder gates stay near 0 in all six seeds (the
+  largest in absolute value 0.082, the top layer of seed 2; below the top at most 0.022).
+* **Under- or overfitting?** The earlier zoo's seed-0 entries on 2,000 sequences of their own *training* digits
   (``generate_occluded_sequences(train digits, n=2000, seed=5)``) against their test error: gold standard
   2.75 % / 5.70 %, temporal baseline 15.90 / 15.05, hierarchical RNN 9.35 / 9.25, RLadder 9.70 / 10.30. (A
   first measurement on another draw of training sequences gave 1.85, 6.95 and 7.95 for the gold standard,
@@ -191,7 +196,7 @@ the ablation chapter reads its trained models from the zoo.
   temporal baseline's first version -- the residual cells add a convolution per layer, and the chapters
   measure the current models live --, batch 16,
   20 s per model, one torch thread, torch 2.13, a 2-core CPU shared with other jobs, load average 2-3),
-  sequences/s and the time of a 5,000-step run (80,000 sequences; the book scale now trains 8,000): gold
+  sequences/s and the time of a 5,000-step run (80,000 sequences; the book scale then trained 8,000): gold
   standard 2,741 (0.5 min), temporal baseline 1,279 (1.0), hierarchical RNN 381 (3.5), RLadder w/o
   prediction 227 (5.9), w/o decoder-to-encoder 256 (5.2), w/o classification 221 (6.0), RLadder 214 (6.2);
   under a heavier load the RLadder ran at 135-141 (about 10 min). With two threads on the busy machine: gold
